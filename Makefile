@@ -1,0 +1,45 @@
+# Two commands do everything on a fresh machine with Python 3.11:
+#   make run    set up .venv and run the main job on the embedded default
+#   make test   set up .venv and run the tests
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+UV_VERSION := 0.13.9
+# uv from PATH when there is one, else the copy bootstrapped into the venv with pip.
+UV     := $(or $(shell command -v uv 2>/dev/null),$(BIN)/uv)
+STAMP  := $(VENV)/.installed
+
+export DBT_SEND_ANONYMOUS_USAGE_STATS := false
+export MLFLOW_DISABLE_TELEMETRY := true
+export DO_NOT_TRACK := 1
+
+.PHONY: setup run test lint lock clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml requirements.lock
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@test -x "$(UV)" || $(BIN)/python -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
+	$(UV) pip install --python $(BIN)/python --compile-bytecode --quiet -r requirements.lock
+	$(UV) pip install --python $(BIN)/python --compile-bytecode --quiet --no-deps -e .
+	@touch $@
+
+run: setup
+	$(BIN)/nextbuy demo
+
+test: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/python -m pytest
+
+lint: setup
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+# Re-pin after changing dependencies in pyproject.toml.
+lock:
+	@test -x "$(UV)" || $(MAKE) setup
+	$(UV) pip compile pyproject.toml --extra dev --python-version 3.11 --quiet -o requirements.lock
+
+clean:
+	rm -rf $(VENV) .nextbuy

@@ -1,0 +1,1 @@
+"""Dagster assets, resources and the `nextbuy` command line: where the parts meet."""

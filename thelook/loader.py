@@ -1,0 +1,309 @@
+"""Loads a thelook_ecommerce export (CSV or gzipped CSV) into the warehouse's raw schema.
+
+Both formats met in practice load: the generator's own (every field quoted, empty strings
+for missing timestamps, zone-less timestamps) and BigQuery's export (`... 23:41:55.000000
+UTC` timestamps, the string `null` in text columns, geography columns, sharded files such
+as `order_items-000000000001.csv.gz`). Rows are kept as they arrived: text is not trimmed,
+`null` strings stay, odd timestamps stay; dbt staging cleans. What the loader refuses is
+what cannot be stored faithfully: an unknown table, a missing required column, a value
+that does not parse as its BigQuery type, a duplicate or missing primary key, an empty
+file. The error names the file, column and row, and nothing is written: every file of a
+load goes into raw in one transaction.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+
+from thelook.schema import TABLES, Column, Table
+from thelook.warehouse import TableWrite, WarehouseWriteError, write_raw
+
+# `<table>.csv[.gz]`, or a shard of a BigQuery wildcard export: `<table>-000000000000.csv.gz`.
+_FILE_NAME = re.compile(r"^(?P<table>[a-z_]+?)(?:[-_]\d+)?\.csv(?:\.gz)?$", re.IGNORECASE)
+
+
+class LoadError(ValueError):
+    """An export could not be loaded; raw was left exactly as it was."""
+
+
+@dataclass(frozen=True)
+class TableLoad:
+    table: str
+    files: tuple[Path, ...]
+    rows: int
+    partitions: tuple[str, ...]
+    ignored_columns: tuple[str, ...] = ()
+    absent_columns: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    tables: list[TableLoad] = field(default_factory=list)
+
+    @property
+    def rows(self) -> int:
+        return sum(t.rows for t in self.tables)
+
+
+def discover(paths: Iterable[Path]) -> dict[str, list[Path]]:
+    """Map each raw table to its files; a directory contributes every CSV in it."""
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files.extend(sorted(p for p in path.iterdir() if p.is_file() and _is_csv(p.name)))
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise LoadError(f"{path}: no such file or directory")
+    by_table: dict[str, list[Path]] = {}
+    for f in files:
+        match = _FILE_NAME.match(f.name)
+        table = match.group("table").lower() if match else None
+        if table not in TABLES:
+            raise LoadError(
+                f"{f}: unknown table {table or f.name!r}; expected one of "
+                f"{', '.join(sorted(TABLES))} (as <table>.csv or <table>.csv.gz)"
+            )
+        by_table.setdefault(table, []).append(f)
+    if not by_table:
+        raise LoadError(f"no thelook CSV files in {', '.join(str(p) for p in paths)}")
+    return by_table
+
+
+def load_export(
+    con: duckdb.DuckDBPyConnection,
+    paths: Iterable[Path | str],
+    *,
+    replace_all: bool = False,
+    source: str | None = None,
+) -> LoadResult:
+    """Load every thelook table found in `paths` into raw, all or nothing.
+
+    By default a load merges: it replaces the day partitions of order_items it holds and
+    the rows of other tables whose primary keys it holds. `replace_all` makes it the
+    whole dataset instead.
+    """
+    paths = [Path(p) for p in paths]
+    by_table = discover(paths)
+    staged: dict[str, str] = {}
+    notes: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}
+    try:
+        for name, files in by_table.items():
+            staged[name], ignored, absent = _stage(con, TABLES[name], files)
+            notes[name] = (ignored, absent)
+        writes = write_raw(
+            con,
+            staged,
+            source=source or f"load-thelook {' '.join(map(str, paths))}",
+            replace_all=replace_all,
+        )
+    except WarehouseWriteError as e:
+        raise LoadError(str(e)) from e
+    finally:
+        for relation in staged.values():
+            con.execute(f"drop table if exists {relation}")
+        con.execute("drop table if exists _load_src")
+    return LoadResult([_table_load(w, by_table[w.table], *notes[w.table]) for w in writes])
+
+
+def _table_load(
+    write: TableWrite, files: list[Path], ignored: tuple[str, ...], absent: tuple[str, ...]
+) -> TableLoad:
+    return TableLoad(write.table, tuple(files), write.rows, write.partitions, ignored, absent)
+
+
+def _is_csv(name: str) -> bool:
+    lower = name.lower()
+    return lower.endswith(".csv") or lower.endswith(".csv.gz")
+
+
+def _header(path: Path) -> list[str]:
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    try:
+        with opener(path, "rt", encoding="utf-8-sig", newline="") as f:  # type: ignore[operator]
+            first = f.readline()
+    except (OSError, UnicodeDecodeError) as e:
+        raise LoadError(f"{path}: cannot be read as (gzipped) UTF-8 CSV: {e}") from e
+    if not first.strip():
+        raise LoadError(f"{path}: empty file (no header row)")
+    return [c.strip().lower() for c in next(csv.reader([first]))]
+
+
+def _stage(
+    con: duckdb.DuckDBPyConnection, table: Table, files: list[Path]
+) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
+    """Read, check and type one table's files into a temp table shaped like raw."""
+    header = None
+    for f in files:
+        cols = _header(f)
+        dupes = sorted({c for c in cols if cols.count(c) > 1})
+        if dupes:
+            raise LoadError(f"{f}: column {dupes[0]!r} appears more than once in the header")
+        missing = [c.name for c in table.columns if c.required and c.name not in cols]
+        if missing:
+            raise LoadError(
+                f"{f}: missing required column {missing[0]!r} of table {table.name} "
+                f"(required: {', '.join(c.name for c in table.columns if c.required)})"
+            )
+        if header is not None and cols != header:
+            raise LoadError(
+                f"{f}: header differs from {files[0].name}, another shard of {table.name}"
+            )
+        header = cols
+    assert header is not None
+    present = [c for c in table.columns if c.name in header]
+    ignored = tuple(c for c in header if c not in table.column_names)
+    absent = tuple(c.name for c in table.columns if c.name not in header)
+
+    file_list = ", ".join(_quote(str(f)) for f in files)
+    # The header was read above; DuckDB's sniffer must not second-guess it, so that a
+    # ragged row is an error rather than a silently different table.
+    columns = "{" + ", ".join(f"{_quote(c)}: 'VARCHAR'" for c in header) + "}"
+    try:
+        con.execute(
+            f"""create or replace temp table _load_src as
+                select filename as _file,
+                       row_number() over (partition by filename) as _row,
+                       * exclude (filename)
+                from read_csv([{file_list}], header = true, auto_detect = false,
+                              columns = {columns}, delim = ',', quote = '"', escape = '"',
+                              filename = true, strict_mode = true)"""
+        )
+    except duckdb.Error as e:
+        raise LoadError(f"{table.name} ({file_list}): not readable as CSV: {_first_line(e)}") from e
+
+    typed = {c.name: _typed(c, _ident(c.name)) for c in present}
+
+    _check_types(con, table, present, typed)
+    relation = f"_load_{table.name}"
+    select = ", ".join(
+        f"{typed[c.name]} as {c.name}" if c.name in typed else f"null::{c.duckdb_type} as {c.name}"
+        for c in table.columns
+    )
+    con.execute(
+        f"create or replace temp table {relation} as select _file, _row, {select} from _load_src"
+    )
+    _check_keys(con, table, relation)
+    con.execute(f"alter table {relation} drop column _file")
+    con.execute(f"alter table {relation} drop column _row")
+    return relation, ignored, absent
+
+
+def _typed(column: Column, ident: str) -> str:
+    """SQL that parses one raw text field as the column's BigQuery type (NULL if it cannot)."""
+    if column.bq_type in ("STRING", "GEOGRAPHY"):
+        return ident
+    # In a typed column an empty field or the text `null` can only mean NULL.
+    value = f"(case when lower(trim({ident})) in ('', 'null') then null else trim({ident}) end)"
+    if column.bq_type == "INT64":
+        # Exports write some integers as 1.0; only a whole number is accepted
+        # (DuckDB itself would round '1.5' to 2).
+        return (
+            f"(case when regexp_full_match({value}, '[+-]?[0-9]+(\\.0*)?') "
+            f"then try_cast(regexp_replace({value}, '\\.0*$', '') as bigint) end)"
+        )
+    if column.bq_type == "FLOAT64":
+        return f"try_cast({value} as double)"
+    if column.bq_type == "TIMESTAMP":
+        # With a zone or offset the instant is converted to UTC; without, it is taken as UTC.
+        return f"(try_cast({value} as timestamptz) at time zone 'UTC')"
+    raise AssertionError(column.bq_type)
+
+
+def _check_types(
+    con: duckdb.DuckDBPyConnection,
+    table: Table,
+    present: list[Column],
+    typed: dict[str, str],
+) -> None:
+    checks = [
+        (
+            c,
+            f"{_ident(c.name)} is not null "
+            f"and lower(trim({_ident(c.name)})) not in ('', 'null') "
+            f"and {typed[c.name]} is null",
+        )
+        for c in present
+        if c.bq_type not in ("STRING", "GEOGRAPHY")
+    ]
+    if not checks:
+        return
+    counts = con.execute(
+        "select "
+        + ", ".join(f"count(*) filter (where {cond})" for _, cond in checks)
+        + " from _load_src"
+    ).fetchone()
+    assert counts is not None
+    for (column, cond), bad in zip(checks, counts, strict=True):
+        if bad:
+            row = con.execute(
+                f"select _file, _row, {_ident(column.name)} from _load_src "
+                f"where {cond} order by _file, _row limit 1"
+            ).fetchone()
+            assert row is not None
+            raise LoadError(
+                f"{row[0]}: row {row[1]}, column {column.name!r}: {row[2]!r} is not a valid "
+                f"{column.bq_type} ({bad} such value(s) in table {table.name})"
+            )
+
+
+def _check_keys(con: duckdb.DuckDBPyConnection, table: Table, relation: str) -> None:
+    key = table.primary_key
+    row = con.execute(
+        f"select _file, _row from {relation} where {key} is null order by _file, _row limit 1"
+    ).fetchone()
+    if row:
+        raise LoadError(f"{row[0]}: row {row[1]}, column {key!r}: primary key is empty")
+    dupe = con.execute(
+        f"""select {key}, list(_file order by _file, _row), list(_row order by _file, _row)
+            from {relation} group by {key} having count(*) > 1 order by min(_row) limit 1"""
+    ).fetchone()
+    if dupe:
+        where = ", ".join(f"{Path(f).name} row {r}" for f, r in zip(dupe[1], dupe[2], strict=True))
+        raise LoadError(f"{table.name}: duplicate primary key {key} = {dupe[0]} ({where})")
+
+
+def _columns(con: duckdb.DuckDBPyConnection, relation: str) -> list[str]:
+    return [r[0] for r in con.execute(f"describe {relation}").fetchall()]
+
+
+def _count(con: duckdb.DuckDBPyConnection, relation: str) -> int:
+    row = con.execute(f"select count(*) from {relation}").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _first_line(error: Exception) -> str:
+    return str(error).strip().splitlines()[0]
+
+
+def export_raw(con: duckdb.DuckDBPyConnection, directory: Path | str) -> dict[str, Path]:
+    """Write every non-empty raw table as `<table>.csv.gz`, in a form `load_export` reads back."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    written = {}
+    for table in TABLES.values():
+        if not _count(con, table.qualified_name):
+            continue
+        path = directory / f"{table.name}.csv.gz"
+        con.execute(
+            f"copy (select * from {table.qualified_name} order by {table.primary_key}) "
+            f"to {_quote(str(path))} (header, compression gzip)"
+        )
+        written[table.name] = path
+    return written
