@@ -23,7 +23,7 @@ from pathlib import Path
 import duckdb
 
 from thelook.schema import TABLES, Column, Table
-from thelook.warehouse import TableWrite, WarehouseWriteError, write_raw
+from thelook.warehouse import TableWrite, WarehouseWriteError, count_rows, write_raw
 
 # `<table>.csv[.gz]`, or a shard of a BigQuery wildcard export: `<table>-000000000000.csv.gz`.
 _FILE_NAME = re.compile(r"^(?P<table>[a-z_]+?)(?:[-_]\d+)?\.csv(?:\.gz)?$", re.IGNORECASE)
@@ -270,16 +270,6 @@ def _check_keys(con: duckdb.DuckDBPyConnection, table: Table, relation: str) -> 
         raise LoadError(f"{table.name}: duplicate primary key {key} = {dupe[0]} ({where})")
 
 
-def _columns(con: duckdb.DuckDBPyConnection, relation: str) -> list[str]:
-    return [r[0] for r in con.execute(f"describe {relation}").fetchall()]
-
-
-def _count(con: duckdb.DuckDBPyConnection, relation: str) -> int:
-    row = con.execute(f"select count(*) from {relation}").fetchone()
-    assert row is not None
-    return int(row[0])
-
-
 def _ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
@@ -298,7 +288,7 @@ def export_raw(con: duckdb.DuckDBPyConnection, directory: Path | str) -> dict[st
     directory.mkdir(parents=True, exist_ok=True)
     written = {}
     for table in TABLES.values():
-        if not _count(con, table.qualified_name):
+        if not count_rows(con, table.qualified_name):
             continue
         path = directory / f"{table.name}.csv.gz"
         con.execute(

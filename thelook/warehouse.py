@@ -138,7 +138,7 @@ def apply_raw_writes(
             _insert(con, table, relation)
             partitions = []
         _refresh_partition_records(con, table, partitions, now)
-        rows = _count(con, relation)
+        rows = count_rows(con, relation)
         con.execute(
             f"insert into {LOAD_HISTORY_TABLE} values (?, ?, ?, ?, ?)",
             [now, source, name, rows, len(partitions)],
@@ -152,10 +152,22 @@ def partition_id_sql(column: str) -> str:
     return f"coalesce(strftime({column}, '%Y%m%d'), '{NULL_PARTITION_ID}')"
 
 
-def _count(con: duckdb.DuckDBPyConnection, relation: str) -> int:
-    row = con.execute(f"select count(*) from {relation}").fetchone()
+def first_row(
+    con: duckdb.DuckDBPyConnection, sql: str, params: list[object] | None = None
+) -> tuple[object, ...] | None:
+    """The first row of a query, with the result fully consumed.
+
+    DuckDB 2 leaves a result read with fetchone() open, and an open result makes a
+    following con.register() fail; fetchall() closes it.
+    """
+    rows = con.execute(sql, params or []).fetchall()
+    return rows[0] if rows else None
+
+
+def count_rows(con: duckdb.DuckDBPyConnection, relation: str) -> int:
+    row = first_row(con, f"select count(*) from {relation}")
     assert row is not None
-    return int(row[0])
+    return int(row[0])  # type: ignore[call-overload]
 
 
 def _insert(con: duckdb.DuckDBPyConnection, table: Table, relation: str) -> None:
@@ -165,7 +177,7 @@ def _insert(con: duckdb.DuckDBPyConnection, table: Table, relation: str) -> None
 
 def _check_incoming_keys(con: duckdb.DuckDBPyConnection, table: Table, relation: str) -> None:
     key = table.primary_key
-    nulls = _count(con, f"(select 1 from {relation} where {key} is null)")
+    nulls = count_rows(con, f"(select 1 from {relation} where {key} is null)")
     if nulls:
         raise WarehouseWriteError(f"{table.name}: {nulls} row(s) with a NULL {key}")
     dupes = con.execute(
@@ -244,13 +256,14 @@ def summarize(con: duckdb.DuckDBPyConnection) -> list[TableSummary]:
     """What raw holds, table by table, as `nextbuy warehouse` prints it."""
     out = []
     for table in TABLES.values():
-        rows = _count(con, table.qualified_name)
-        parts = con.execute(
+        rows = count_rows(con, table.qualified_name)
+        parts = first_row(
+            con,
             f"""select count(partition_id), min(partition_id), max(partition_id),
                        max(last_modified_time)
                 from {PARTITIONS_TABLE} where table_schema = ? and table_name = ?""",
             [RAW_SCHEMA, table.name],
-        ).fetchone()
+        )
         assert parts is not None
         out.append(TableSummary(table.name, rows, int(parts[0]), parts[1], parts[2], parts[3]))
     return out

@@ -1,0 +1,55 @@
+"""The `nextbuy` command line, run in process against warehouses in temporary folders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from orchestration.cli import main
+from tests.conftest import FIXTURES
+
+
+def test_load_then_show_the_warehouse(tmp_path: Path) -> None:
+    runner = CliRunner()
+    result = runner.invoke(main, ["load-thelook", str(FIXTURES / "thelook_google")])
+    assert result.exit_code == 0, result.output
+    assert "raw.order_items: 339 rows" in result.output
+    shown = runner.invoke(main, ["warehouse"])
+    assert shown.exit_code == 0, shown.output
+    assert "raw.users" in shown.output and "200" in shown.output
+    assert str(tmp_path / "home" / "warehouse.duckdb") in shown.output
+
+
+def test_failed_load_exits_non_zero_and_says_raw_is_unchanged(tmp_path: Path) -> None:
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "users.csv").write_text("")
+    result = CliRunner().invoke(main, ["load-thelook", str(bad)])
+    assert result.exit_code == 1
+    assert (
+        "load failed, raw unchanged" in result.output and "users.csv: empty file" in result.output
+    )
+
+
+def test_warehouse_command_without_a_warehouse_says_what_to_do() -> None:
+    result = CliRunner().invoke(main, ["warehouse"])
+    assert result.exit_code == 1
+    assert "nextbuy simulate" in result.output
+
+
+def test_simulate_then_append_days() -> None:
+    runner = CliRunner()
+    first = runner.invoke(main, ["simulate", "--users", "300", "--end", "2024-03-31"])
+    assert first.exit_code == 0, first.output
+    assert "ending 2024-03-31" in first.output
+    appended = runner.invoke(main, ["simulate", "--append-days", "2"])
+    assert appended.exit_code == 0, appended.output
+    assert "ending 2024-04-02" in appended.output
+    mixed = runner.invoke(main, ["simulate", "--append-days", "1", "--seed", "3"])
+    assert mixed.exit_code == 2 and "give no other settings" in mixed.output
+
+
+def test_append_days_without_a_simulation_is_refused() -> None:
+    result = CliRunner().invoke(main, ["simulate", "--append-days", "1"])
+    assert result.exit_code == 1 and "holds no simulation" in result.output
