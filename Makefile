@@ -30,6 +30,7 @@ run: setup
 test: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/nextbuy lint-sql
 	$(BIN)/python -m pytest
 
 lint: setup

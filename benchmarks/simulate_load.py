@@ -11,28 +11,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shutil
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-NEXTBUY = Path(sys.executable).parent / "nextbuy"
-
-
-def run(args: list[str]) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MiB) of one nextbuy command."""
-    start = time.perf_counter()
-    proc = subprocess.Popen([str(NEXTBUY), *args], stdout=subprocess.PIPE, text=True)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - start
-    out = proc.stdout.read() if proc.stdout else ""
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"nextbuy {' '.join(args)} failed:\n{out}")
-    return wall, usage.ru_maxrss / 1024
+sys.path.insert(0, str(HERE))
+from _measure import machine, nextbuy  # noqa: E402
 
 
 def count(warehouse: Path, table: str) -> int:
@@ -57,7 +42,7 @@ def bench(order_items: int, work: Path) -> dict[str, object]:
         "load": ["load-thelook", str(export), "--warehouse", str(loaded)],
     }
     for name, args in steps.items():
-        wall, rss = run(args)
+        wall, rss = nextbuy(*args)
         result[name] = {"seconds": round(wall, 1), "peak_rss_mib": round(rss)}
         print(f"  {name}: {wall:.1f} s, peak {rss:,.0f} MiB", flush=True)
     result["order_items"] = count(simulated, "order_items")
@@ -72,15 +57,14 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 10_000_000])
     parser.add_argument("--keep", action="store_true")
     args = parser.parse_args()
-    machine = f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}"
     results = []
     for size in args.sizes:
-        print(f"{size:,} order items ({machine})", flush=True)
+        print(f"{size:,} order items ({machine()})", flush=True)
         work = HERE / ".work" / f"simulate_load_{size}"
         results.append(bench(size, work))
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
-    print(json.dumps({"machine": machine, "results": results}, indent=2))
+    print(json.dumps({"machine": machine(), "results": results}, indent=2))
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import click
+import yaml
 
 from orchestration.environment import current_environment, disable_telemetry
 from orchestration.parameters import load_parameters
@@ -158,18 +159,117 @@ def _print_warehouse(path: Path) -> None:
     con.close()
 
 
+@main.command(
+    "dbt",
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+@warehouse_option
+def dbt_command(args: tuple[str, ...], warehouse_path: str | None) -> None:
+    """Run any dbt command on the project, with parameters.yaml as vars.
+
+    Example: nextbuy dbt build --select marts --vars '{as_of: 2026-11-01}'
+    """
+    from orchestration.dbt import run_dbt
+
+    extra: dict[str, object] = {}
+    rest = list(args)
+    if "--vars" in rest:
+        i = rest.index("--vars")
+        extra = yaml.safe_load(rest[i + 1]) or {}
+        del rest[i : i + 2]
+    result = run_dbt(rest, warehouse=_warehouse(warehouse_path), vars=extra, check=False)
+    sys.exit(result.returncode)
+
+
+@main.command()
+@click.option(
+    "--as-of",
+    type=click.DateTime(["%Y-%m-%d"]),
+    default=None,
+    help="Scoring date (default today, UTC).",
+)
+@click.option(
+    "--full-refresh", is_flag=True, help="Rebuild incremental models from all of history."
+)
+@warehouse_option
+def features(as_of: dt.datetime | None, full_refresh: bool, warehouse_path: str | None) -> None:
+    """Build and test the dbt models (incrementally) and show the marts' row counts."""
+    path = _warehouse(warehouse_path)
+    _build_features(path, as_of.date() if as_of else None, full_refresh)
+
+
+def _build_features(path: Path, as_of: dt.date | None, full_refresh: bool = False) -> None:
+    from orchestration.dbt import DbtError, run_dbt
+
+    args = ["build", "--quiet", *(["--full-refresh"] if full_refresh else [])]
+    try:
+        run_dbt(args, warehouse=path, vars={"as_of": as_of.isoformat() if as_of else None})
+    except DbtError as e:
+        raise click.ClickException(
+            f"{e}; the previous marts are unchanged where a model failed"
+        ) from e
+    _print_marts(path)
+
+
+def _print_marts(path: Path) -> None:
+    from thelook.warehouse import connect, count_rows
+
+    con = connect(path, read_only=True)
+    click.echo("marts")
+    for name in ("marts.training_examples", "marts.customer_features"):
+        click.echo(f"  {name:<28}{count_rows(con, name):>12,} rows")
+    label = con.execute("select avg(label) from marts.training_examples").fetchall()[0][0]
+    con.close()
+    if label is not None:
+        click.echo(f"  label rate (next order holds a target brand): {label:.3f}")
+
+
+@main.command()
+@click.option("--serve/--no-serve", default=True, help="Serve the site after generating it.")
+@click.option("--port", type=int, default=8580)
+@warehouse_option
+def docs(serve: bool, port: int, warehouse_path: str | None) -> None:
+    """Generate the dbt docs site (models, columns, lineage) and serve it."""
+    from orchestration.dbt import DBT_PROJECT_DIR, run_dbt
+
+    path = _warehouse(warehouse_path)
+    run_dbt(["docs", "generate"], warehouse=path)
+    click.echo(f"dbt docs generated in {DBT_PROJECT_DIR / 'target'}")
+    if serve:
+        run_dbt(
+            ["docs", "serve", "--port", str(port), "--no-browser"], warehouse=path, with_vars=False
+        )
+
+
+@main.command("lint-sql")
+def lint_sql_command() -> None:
+    """Lint the dbt models and tests with sqlfluff (dbt templater)."""
+    from orchestration.dbt import lint_sql
+
+    violations = lint_sql()
+    for line in violations:
+        click.echo(line)
+    if violations:
+        raise click.ClickException(f"{len(violations)} sqlfluff violation(s)")
+    click.echo("sqlfluff: no violations")
+
+
 @main.command()
 def demo() -> None:
-    """The main job on the embedded default: simulate the default shop and show the warehouse."""
+    """The main job on the embedded default: simulate the default shop, build the features."""
     from thelook import simulator
     from thelook.warehouse import connect
 
     path = current_environment().warehouse_path
     config = simulator.config_from_parameters(load_parameters())
     con = connect(path)
-    click.echo(simulator.simulate(con, config).describe())
+    result = simulator.simulate(con, config)
     con.close()
+    click.echo(result.describe())
     _print_warehouse(path)
+    # Scored as of the morning after the simulated shop's last day.
+    _build_features(path, result.end + dt.timedelta(days=1), full_refresh=True)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,46 @@
+"""Shared by the benchmark scripts: run one step as its own process tree and measure it."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+NEXTBUY = Path(sys.executable).parent / "nextbuy"
+
+
+def machine() -> str:
+    return f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def run(command: list[str], timeout: float | None = None) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MiB) of a command and every process it waited for.
+
+    Linux folds the peak RSS of waited-for descendants into a child's rusage, so a
+    `nextbuy` step that runs dbt in a subprocess is measured whole. With a timeout the
+    step is killed and (inf, peak so far) returned.
+    """
+    start = time.perf_counter()
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = None if timeout is None else start + timeout
+    while True:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            break
+        if deadline is not None and time.perf_counter() > deadline:
+            proc.kill()
+            _, status, usage = os.wait4(proc.pid, 0)
+            return float("inf"), usage.ru_maxrss / 1024
+        time.sleep(0.05)
+    wall = time.perf_counter() - start
+    out = proc.stdout.read() if proc.stdout else ""
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{' '.join(command)} failed:\n{out[-4000:]}")
+    return wall, usage.ru_maxrss / 1024
+
+
+def nextbuy(*args: str, timeout: float | None = None) -> tuple[float, float]:
+    return run([str(NEXTBUY), *args], timeout=timeout)

@@ -1,0 +1,33 @@
+{#
+  Campaign settings arrive as vars from parameters.yaml (orchestration/dbt.py); a model
+  that needs one and is run without it fails here, naming the var, instead of silently
+  using a default written a second time.
+#}
+
+{% macro required_var(name) -%}
+    {%- set value = var(name, none) -%}
+    {%- if value is none -%}
+        {{ exceptions.raise_compiler_error(
+            "var '" ~ name ~ "' is not set: run dbt through `nextbuy dbt`, which passes "
+            ~ "parameters.yaml as vars, or give --vars yourself") }}
+    {%- endif -%}
+    {{ return(value) }}
+{%- endmacro %}
+
+{# SQL boolean: is this (cleaned) brand one of the campaign's target brands? #}
+{% macro is_target_brand(brand_column) -%}
+    {%- set brands = required_var('target_brands') or ['__none__'] -%}
+    coalesce({{ brand_column }} in (
+        {%- for b in brands %}{{ string_literal(b) }}{{ ', ' if not loop.last }}{% endfor -%}
+    ), false)
+{%- endmacro %}
+
+{# The instant customer_features are computed as of: the start of the `as_of` day (UTC). #}
+{% macro as_of_timestamp() -%}
+    {%- set as_of = var('as_of', none) -%}
+    {%- if as_of is none -%}
+        cast(current_date as timestamp)
+    {%- else -%}
+        cast({{ string_literal(as_of) }} as timestamp)
+    {%- endif -%}
+{%- endmacro %}

@@ -1,0 +1,55 @@
+{#
+  The one definition of a customer's features at a point in time, used by both
+  training_examples (as of each order k >= 2) and customer_features (as of the run's date),
+  so that what a model learns from and what it scores cannot diverge.
+
+  `anchors` is a relation with customer_id, as_of, and history_order_number: the number of
+  the customer's last purchase that the features may see (k - 1 for an example of order k;
+  the last purchase before as_of when scoring). Every history column comes from
+  int_customer_history at exactly that order, so nothing at or after the anchor leaks in.
+  `before_as_of` and `after_as_of` are the anchor's own columns to carry around as_of
+  (order_id before, label after, as the column contract orders them).
+#}
+
+{% macro purchase_features(anchors, before_as_of=[], after_as_of=[]) -%}
+
+    select
+        {{ anchors }}.customer_id,
+        {%- for column in before_as_of %}
+        {{ anchors }}.{{ column }},
+        {%- endfor %}
+        {{ anchors }}.as_of,
+        {%- for column in after_as_of %}
+        {{ anchors }}.{{ column }},
+        {%- endfor %}
+
+        -- categorical
+        users.gender,
+        users.country,
+        users.city,
+        users.traffic_source,
+
+        -- numeric
+        users.age,
+        history.order_number as prior_orders,
+        history.items_through as prior_items,
+        {{ days_between('history.last_order_at', anchors ~ '.as_of') }} as days_since_last_order,
+        {{ days_between('history.first_order_at', anchors ~ '.as_of') }} as days_since_first_order,
+        {{ days_between('users.signed_up_at', anchors ~ '.as_of') }} as days_since_signup,
+        history.avg_item_price_through as avg_item_price,
+        history.last_item_price,
+        history.target_items_through * 1.0 / history.items_through as prior_target_brand_share,
+
+        -- text: the last {{ required_var('sequence_length') }} purchased items, oldest first
+        history.brand_sequence,
+        history.department_sequence,
+        history.category_sequence
+
+    from {{ anchors }}
+    inner join {{ ref('int_customer_history') }} as history
+        on {{ anchors }}.customer_id = history.customer_id
+        and {{ anchors }}.history_order_number = history.order_number
+    left join {{ ref('stg_thelook__users') }} as users
+        on {{ anchors }}.customer_id = users.customer_id
+
+{%- endmacro %}

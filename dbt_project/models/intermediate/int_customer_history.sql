@@ -1,0 +1,67 @@
+-- depends_on: {{ ref('int_customer_changes') }}
+{{ config(**customer_incremental_config()) }}
+
+{%- set n = required_var('sequence_length') %}
+{%- set customer_items = "partition by customer_id order by item_number" %}
+
+with
+
+purchase_items as (
+
+    select * from {{ ref('int_purchase_items') }}
+    {% if is_incremental() %}
+    where customer_id in ({{ changed_customers() }})
+    {% endif %}
+
+),
+
+running as (
+
+    select
+        customer_id,
+        order_id,
+        order_number,
+        ordered_at,
+        item_number,
+        sale_price as last_item_price,
+        sum(sale_price) over (
+            {{ customer_items }} rows between unbounded preceding and current row
+        ) as price_sum_through,
+        sum(case when is_target_brand then 1 else 0 end) over (
+            {{ customer_items }} rows between unbounded preceding and current row
+        ) as target_items_through,
+        {{ trailing_sequence('brand', 'customer_id', 'item_number', n) }} as brand_sequence,
+        {{ trailing_sequence('department', 'customer_id', 'item_number', n) }} as department_sequence,
+        {{ trailing_sequence('category', 'customer_id', 'item_number', n) }} as category_sequence,
+        row_number() over (
+            partition by customer_id, order_number order by item_number desc
+        ) as items_after_in_order
+
+    from purchase_items
+
+),
+
+final as (
+
+    select
+        customer_id,
+        order_number,
+        order_id,
+        ordered_at as last_order_at,
+        min(ordered_at) over (partition by customer_id) as first_order_at,
+        item_number as items_through,
+        target_items_through,
+        price_sum_through / item_number as avg_item_price_through,
+        last_item_price,
+        brand_sequence,
+        department_sequence,
+        category_sequence,
+        {{ source_modified_at() }} as _source_modified_at
+
+    from running
+    -- The state after an order is the running state at its last item.
+    where items_after_in_order = 1
+
+)
+
+select * from final

@@ -1,0 +1,28 @@
+with
+
+source as (
+
+    select * from {{ source('thelook', 'order_items') }}
+
+),
+
+final as (
+
+    select
+        id as order_item_id,
+        order_id,
+        user_id as customer_id,
+        product_id,
+        {{ clean_text('status') }} as item_status,
+        coalesce({{ clean_text('status') }}, '') = 'Cancelled' as is_cancelled,
+        created_at,
+        sale_price,
+        -- The raw table's day partition, as BigQuery's INFORMATION_SCHEMA names it.
+        {{ partition_id('created_at') }} as partition_id
+
+    from source
+    where id is not null
+
+)
+
+select * from final

@@ -1,0 +1,72 @@
+"""dbt models built for real: dbt-duckdb on DuckDB files in temporary folders."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pytest
+
+from orchestration.dbt import run_dbt
+from orchestration.parameters import load_parameters
+from thelook import simulator
+from thelook.warehouse import connect
+
+MART_KEYS = {
+    "marts.training_examples": ["customer_id", "order_id"],
+    "marts.customer_features": ["customer_id"],
+    "intermediate.int_orders": ["order_id"],
+    "intermediate.int_purchase_items": ["order_item_id"],
+    "intermediate.int_customer_history": ["customer_id", "order_number"],
+}
+AS_OF = dt.date(2024, 7, 1)
+
+
+def build(warehouse: Path, *args: str, **vars: object) -> str:
+    """`dbt build` on this warehouse; returns dbt's output, fails the test on error."""
+    result = run_dbt(["build", *args], warehouse=warehouse, vars=vars, check=False, capture=True)
+    assert result.returncode == 0, result.stdout[-6000:]
+    return result.stdout
+
+
+def table(warehouse: Path, name: str) -> pd.DataFrame:
+    """A built table sorted by its key, without the incremental watermark."""
+    con = duckdb.connect(str(warehouse), read_only=True)
+    frame = con.execute(f"select * from {name}").df()
+    con.close()
+    frame = frame.drop(columns=["_source_modified_at"], errors="ignore")
+    return frame.sort_values(MART_KEYS[name]).reset_index(drop=True)
+
+
+def simulate_small(
+    warehouse: Path, users: int = 1500, end: dt.date = dt.date(2024, 6, 30), seed: int = 7
+) -> None:
+    con = connect(warehouse)
+    config = simulator.config_from_parameters(load_parameters(), users=users, end=end, seed=seed)
+    simulator.simulate(con, config)
+    con.close()
+
+
+@pytest.fixture(scope="module")
+def simulated(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small behavioural shop, built once for the module."""
+    warehouse = tmp_path_factory.mktemp("dbt") / "warehouse.duckdb"
+    simulate_small(warehouse)
+    build(warehouse, as_of=AS_OF.isoformat())
+    return warehouse
+
+
+@pytest.fixture
+def raw_frames() -> Callable[[Path], dict[str, pd.DataFrame]]:
+    from tests.dbt_project.notebook_features import read_raw
+
+    def read(warehouse: Path) -> dict[str, pd.DataFrame]:
+        con = duckdb.connect(str(warehouse), read_only=True)
+        frames = read_raw(con)
+        con.close()
+        return frames
+
+    return read
