@@ -119,9 +119,10 @@ def training_examples(
     purchases, bought = _purchases(raw, brands)
     users = _users(raw)
     bought["is_target"] = bought["brand"].isin(brands)
+    purchases_of = dict(tuple(purchases.groupby("customer_id", sort=False)))
     rows = []
     for customer_id, history in bought.groupby("user_id", sort=False):
-        own = purchases[purchases["customer_id"] == customer_id]
+        own = purchases_of[customer_id]
         ks = own["order_number"].tolist()[1:]
         if last_order_only:
             ks = ks[-1:]
