@@ -3,14 +3,13 @@ which warehouse it opens and which vars it gets from parameters.yaml."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from orchestration.environment import TELEMETRY_OFF, Environment, current_environment
 from orchestration.parameters import PROJECT_ROOT, load_parameters, target_brands
@@ -70,7 +69,7 @@ def run_dbt(
     ]
     if with_vars:
         all_vars = dbt_vars(params or load_parameters(), **(vars or {}))
-        command += ["--vars", yaml.safe_dump(all_vars, default_flow_style=True).strip()]
+        command += ["--vars", json.dumps(all_vars, default=str)]
     result = subprocess.run(
         command,
         cwd=DBT_PROJECT_DIR,

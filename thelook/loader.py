@@ -23,7 +23,7 @@ from pathlib import Path
 import duckdb
 
 from thelook.schema import TABLES, Column, Table
-from thelook.warehouse import TableWrite, WarehouseWriteError, count_rows, write_raw
+from thelook.warehouse import TableWrite, WarehouseWriteError, count_rows, first_row, write_raw
 
 # `<table>.csv[.gz]`, or a shard of a BigQuery wildcard export: `<table>-000000000000.csv.gz`.
 _FILE_NAME = re.compile(r"^(?P<table>[a-z_]+?)(?:[-_]\d+)?\.csv(?:\.gz)?$", re.IGNORECASE)
@@ -109,7 +109,6 @@ def load_export(
     finally:
         for relation in staged.values():
             con.execute(f"drop table if exists {relation}")
-        con.execute("drop table if exists _load_src")
     return LoadResult([_table_load(w, by_table[w.table], *notes[w.table]) for w in writes])
 
 
@@ -162,38 +161,59 @@ def _stage(
     ignored = tuple(c for c in header if c not in table.column_names)
     absent = tuple(c.name for c in table.columns if c.name not in header)
 
-    file_list = ", ".join(_quote(str(f)) for f in files)
-    # The header was read above; DuckDB's sniffer must not second-guess it, so that a
-    # ragged row is an error rather than a silently different table.
-    columns = "{" + ", ".join(f"{_quote(c)}: 'VARCHAR'" for c in header) + "}"
-    try:
-        con.execute(
-            f"""create or replace temp table _load_src as
-                select filename as _file,
-                       row_number() over (partition by filename) as _row,
-                       * exclude (filename)
-                from read_csv([{file_list}], header = true, auto_detect = false,
-                              columns = {columns}, delim = ',', quote = '"', escape = '"',
-                              filename = true, strict_mode = true)"""
-        )
-    except duckdb.Error as e:
-        raise LoadError(f"{table.name} ({file_list}): not readable as CSV: {_first_line(e)}") from e
-
+    source = _csv_source(files, header)
     typed = {c.name: _typed(c, _ident(c.name)) for c in present}
-
-    _check_types(con, table, present, typed)
+    bad = [_unparsable(c, typed[c.name]) for c in present if c.bq_type not in _TEXT_TYPES]
     relation = f"_load_{table.name}"
     select = ", ".join(
         f"{typed[c.name]} as {c.name}" if c.name in typed else f"null::{c.duckdb_type} as {c.name}"
         for c in table.columns
     )
-    con.execute(
-        f"create or replace temp table {relation} as select _file, _row, {select} from _load_src"
-    )
-    _check_keys(con, table, relation)
-    con.execute(f"alter table {relation} drop column _file")
-    con.execute(f"alter table {relation} drop column _row")
+    # One streaming pass types every value and flags rows with one that does not parse;
+    # row numbers are only worked out (by reading again) when there is an error to name.
+    try:
+        con.execute(
+            f"create or replace temp table {relation} as "
+            f"select {select}, {' or '.join(bad) or 'false'} as _unparsable from {source}"
+        )
+    except duckdb.Error as e:
+        names = ", ".join(str(f) for f in files)
+        raise LoadError(f"{table.name} ({names}): not readable as CSV: {_first_line(e)}") from e
+    if count_rows(con, f"(select 1 from {relation} where _unparsable)"):
+        _raise_unparsable(con, table, present, typed, source)
+    con.execute(f"alter table {relation} drop column _unparsable")
+    _check_keys(con, table, relation, source)
     return relation, ignored, absent
+
+
+_TEXT_TYPES = ("STRING", "GEOGRAPHY")
+
+
+def _csv_source(files: list[Path], header: list[str]) -> str:
+    """read_csv over a table's files, with the header already read taken as given.
+
+    DuckDB's sniffer must not second-guess the header, so that a ragged row is an error
+    rather than a silently different table.
+    """
+    file_list = ", ".join(_quote(str(f)) for f in files)
+    columns = "{" + ", ".join(f"{_quote(c)}: 'VARCHAR'" for c in header) + "}"
+    return (
+        f"read_csv([{file_list}], header = true, auto_detect = false, columns = {columns}, "
+        f"delim = ',', quote = '\"', escape = '\"', filename = true, strict_mode = true)"
+    )
+
+
+def _numbered(source: str) -> str:
+    """The source with each row's file and 1-based data row number, for error messages."""
+    return (
+        f"(select filename as _file, row_number() over (partition by filename) as _row, "
+        f"* exclude (filename) from {source})"
+    )
+
+
+def _unparsable(column: Column, typed: str) -> str:
+    ident = _ident(column.name)
+    return f"({ident} is not null and lower(trim({ident})) not in ('', 'null') and {typed} is null)"
 
 
 def _typed(column: Column, ident: str) -> str:
@@ -217,56 +237,53 @@ def _typed(column: Column, ident: str) -> str:
     raise AssertionError(column.bq_type)
 
 
-def _check_types(
+def _raise_unparsable(
     con: duckdb.DuckDBPyConnection,
     table: Table,
     present: list[Column],
     typed: dict[str, str],
+    source: str,
 ) -> None:
-    checks = [
-        (
-            c,
-            f"{_ident(c.name)} is not null "
-            f"and lower(trim({_ident(c.name)})) not in ('', 'null') "
-            f"and {typed[c.name]} is null",
+    for column in present:
+        if column.bq_type in _TEXT_TYPES:
+            continue
+        cond = _unparsable(column, typed[column.name])
+        row = first_row(
+            con,
+            f"select _file, _row, {_ident(column.name)}, count(*) over () "
+            f"from {_numbered(source)} where {cond} order by _file, _row limit 1",
         )
-        for c in present
-        if c.bq_type not in ("STRING", "GEOGRAPHY")
-    ]
-    if not checks:
-        return
-    counts = con.execute(
-        "select "
-        + ", ".join(f"count(*) filter (where {cond})" for _, cond in checks)
-        + " from _load_src"
-    ).fetchone()
-    assert counts is not None
-    for (column, cond), bad in zip(checks, counts, strict=True):
-        if bad:
-            row = con.execute(
-                f"select _file, _row, {_ident(column.name)} from _load_src "
-                f"where {cond} order by _file, _row limit 1"
-            ).fetchone()
-            assert row is not None
+        if row:
             raise LoadError(
                 f"{row[0]}: row {row[1]}, column {column.name!r}: {row[2]!r} is not a valid "
-                f"{column.bq_type} ({bad} such value(s) in table {table.name})"
+                f"{column.bq_type} ({row[3]} such value(s) in table {table.name})"
             )
+    raise AssertionError("a value was flagged unparsable but none was found again")
 
 
-def _check_keys(con: duckdb.DuckDBPyConnection, table: Table, relation: str) -> None:
+def _check_keys(con: duckdb.DuckDBPyConnection, table: Table, relation: str, source: str) -> None:
     key = table.primary_key
-    row = con.execute(
-        f"select _file, _row from {relation} where {key} is null order by _file, _row limit 1"
-    ).fetchone()
-    if row:
+    if count_rows(con, f"(select 1 from {relation} where {key} is null)"):
+        row = first_row(
+            con,
+            f"select _file, _row from {_numbered(source)} "
+            f"where lower(trim(coalesce({_ident(key)}, ''))) in ('', 'null') "
+            f"order by _file, _row limit 1",
+        )
+        assert row is not None
         raise LoadError(f"{row[0]}: row {row[1]}, column {key!r}: primary key is empty")
-    dupe = con.execute(
-        f"""select {key}, list(_file order by _file, _row), list(_row order by _file, _row)
-            from {relation} group by {key} having count(*) > 1 order by min(_row) limit 1"""
-    ).fetchone()
+    dupe = first_row(
+        con,
+        f"select {key} from {relation} group by {key} having count(*) > 1 order by {key} limit 1",
+    )
     if dupe:
-        where = ", ".join(f"{Path(f).name} row {r}" for f, r in zip(dupe[1], dupe[2], strict=True))
+        typed_key = _typed(table.column(key), _ident(key))
+        rows = con.execute(
+            f"select _file, _row from {_numbered(source)} where {typed_key} = ? "
+            f"order by _file, _row",
+            [dupe[0]],
+        ).fetchall()
+        where = ", ".join(f"{Path(f).name} row {r}" for f, r in rows)
         raise LoadError(f"{table.name}: duplicate primary key {key} = {dupe[0]} ({where})")
 
 

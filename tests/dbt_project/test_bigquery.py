@@ -8,6 +8,7 @@ if the models did not exist yet (full build) or already existed (incremental bui
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +17,6 @@ from unittest import mock
 
 import pytest
 import sqlglot
-import yaml
 
 from orchestration.dbt import DBT_PROJECT_DIR, dbt_env, dbt_vars
 from orchestration.environment import current_environment
@@ -81,7 +81,7 @@ def _compile(target_path: Path, incremental: bool, monkeypatch: pytest.MonkeyPat
         result = dbtRunner().invoke(
             ["compile", "--target", "bigquery", "--project-dir", str(DBT_PROJECT_DIR),
              "--profiles-dir", str(DBT_PROJECT_DIR), "--target-path", str(target_path),
-             "--vars", yaml.safe_dump(vars, default_flow_style=True)]
+             "--vars", json.dumps(vars)]
         )  # fmt: skip
     assert result.success, result.exception
     return sorted((target_path / "compiled").rglob("*.sql"))
