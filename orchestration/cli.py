@@ -231,11 +231,12 @@ def _print_marts(path: Path) -> None:
 @warehouse_option
 def docs(serve: bool, port: int, warehouse_path: str | None) -> None:
     """Generate the dbt docs site (models, columns, lineage) and serve it."""
-    from orchestration.dbt import DBT_PROJECT_DIR, run_dbt
+    from orchestration.dbt import dbt_env, run_dbt
 
     path = _warehouse(warehouse_path)
     run_dbt(["docs", "generate"], warehouse=path)
-    click.echo(f"dbt docs generated in {DBT_PROJECT_DIR / 'target'}")
+    target = dbt_env(current_environment(), path)["DBT_TARGET_PATH"]
+    click.echo(f"dbt docs generated in {target} (index.html, manifest.json, catalog.json)")
     if serve:
         run_dbt(
             ["docs", "serve", "--port", str(port), "--no-browser"], warehouse=path, with_vars=False

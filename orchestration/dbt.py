@@ -33,12 +33,23 @@ def dbt_vars(params: Mapping[str, Any], **extra: Any) -> dict[str, Any]:
     return out
 
 
-def dbt_env(env: Environment, warehouse: Path | None = None) -> dict[str, str]:
-    """Process environment for dbt: the warehouse file, the target, telemetry off."""
+def dbt_env(env: Environment, warehouse: Path | None = None, as_of: Any = None) -> dict[str, str]:
+    """Process environment for dbt: the warehouse, the target, the as-of date, telemetry off.
+
+    dbt's artefacts and logs go beside the warehouse (all local state under one folder),
+    and the as-of date travels as NEXTBUY_AS_OF rather than a var: it changes every day,
+    and a changed var makes dbt re-parse the whole project, an env var only the files
+    that read it.
+    """
+    warehouse = (warehouse or env.warehouse_path).resolve()
     out = dict(os.environ)
     out.update(TELEMETRY_OFF)
-    out["NEXTBUY_WAREHOUSE"] = str((warehouse or env.warehouse_path).resolve())
+    out["NEXTBUY_WAREHOUSE"] = str(warehouse)
     out.setdefault("NEXTBUY_DBT_TARGET", "bigquery" if env.name == "production" else "local")
+    out.setdefault("DBT_TARGET_PATH", str(warehouse.parent / "dbt" / "target"))
+    out.setdefault("DBT_LOG_PATH", str(warehouse.parent / "dbt" / "logs"))
+    if as_of is not None:
+        out["NEXTBUY_AS_OF"] = str(as_of)
     return out
 
 
@@ -67,13 +78,15 @@ def run_dbt(
         "--profiles-dir",
         str(DBT_PROJECT_DIR),
     ]
+    vars = dict(vars or {})
+    as_of = vars.pop("as_of", None)
     if with_vars:
-        all_vars = dbt_vars(params or load_parameters(), **(vars or {}))
+        all_vars = dbt_vars(params or load_parameters(), **vars)
         command += ["--vars", json.dumps(all_vars, default=str)]
     result = subprocess.run(
         command,
         cwd=DBT_PROJECT_DIR,
-        env=dbt_env(env, warehouse),
+        env=dbt_env(env, warehouse, as_of),
         text=True,
         capture_output=capture,
         check=False,

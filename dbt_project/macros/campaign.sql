@@ -22,10 +22,13 @@
     ), false)
 {%- endmacro %}
 
-{# The instant customer_features are computed as of: the start of the `as_of` day (UTC). #}
+{#
+  The instant customer_features are computed as of: the start of the as-of day (UTC),
+  from var `as_of` or, as `nextbuy` passes it, env NEXTBUY_AS_OF; default today.
+#}
 {% macro as_of_timestamp() -%}
-    {%- set as_of = var('as_of', none) -%}
-    {%- if as_of is none -%}
+    {%- set as_of = var('as_of', env_var('NEXTBUY_AS_OF', '')) -%}
+    {%- if not as_of -%}
         cast(current_date as timestamp)
     {%- else -%}
         cast({{ string_literal(as_of) }} as timestamp)
