@@ -149,3 +149,25 @@ def test_an_unknown_formulation_is_refused(simulated: Path) -> None:
     result = run_dbt(["compile", "--select", "training_examples"], warehouse=simulated,
                      vars={"examples": "first_order"}, check=False, capture=True)  # fmt: skip
     assert result.returncode != 0 and "must be every_order or last_order" in result.stdout
+
+
+def test_docs_site_describes_every_model_and_column(simulated: Path) -> None:
+    import json
+
+    from orchestration.dbt import dbt_env
+    from orchestration.environment import current_environment
+
+    run_dbt(["docs", "generate"], warehouse=simulated, vars={"as_of": AS_OF.isoformat()})
+    target = Path(dbt_env(current_environment(), simulated)["DBT_TARGET_PATH"])
+    assert (target / "index.html").exists()
+    manifest = json.loads((target / "manifest.json").read_text())
+    catalog = json.loads((target / "catalog.json").read_text())
+    models = {k: n for k, n in manifest["nodes"].items() if n["resource_type"] == "model"}
+    assert len(models) >= 10
+    for key, node in models.items():
+        assert node["description"].strip(), f"{node['name']} has no description"
+        built = {c.lower() for c in catalog["nodes"][key]["columns"]}
+        documented = {c for c, d in node["columns"].items() if d["description"].strip()}
+        assert built <= documented, f"{node['name']}: undocumented {sorted(built - documented)}"
+    exposures = {e["name"] for e in manifest["exposures"].values()}
+    assert exposures == {"next_order_brand_model", "brand_offer_campaign"}
