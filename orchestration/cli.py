@@ -52,7 +52,7 @@ def load_thelook(paths: tuple[Path, ...], replace: bool, warehouse_path: str | N
     except LoadError as e:
         raise click.ClickException(f"load failed, raw unchanged: {e}") from e
     for t in result.tables:
-        extra = f", {len(t.partitions)} partitions" if t.partitions else ""
+        extra = f", {len(t.partitions):,} partitions" if t.partitions else ""
         notes = ""
         if t.absent_columns:
             notes += f"; absent (loaded as NULL): {', '.join(t.absent_columns)}"
@@ -207,7 +207,7 @@ def _build_features(path: Path, as_of: dt.date | None, full_refresh: bool = Fals
         run_dbt(args, warehouse=path, vars={"as_of": as_of.isoformat() if as_of else None})
     except DbtError as e:
         raise click.ClickException(
-            f"{e}; the previous marts are unchanged where a model failed"
+            f"{e}; models that failed or were skipped keep their previous tables"
         ) from e
     _print_marts(path)
 

@@ -53,3 +53,13 @@ def test_simulate_then_append_days() -> None:
 def test_append_days_without_a_simulation_is_refused() -> None:
     result = CliRunner().invoke(main, ["simulate", "--append-days", "1"])
     assert result.exit_code == 1 and "holds no simulation" in result.output
+
+
+def test_features_builds_and_counts_the_marts() -> None:
+    runner = CliRunner()
+    assert runner.invoke(main, ["simulate", "--users", "400", "--end", "2024-03-31"]).exit_code == 0
+    result = runner.invoke(main, ["features", "--as-of", "2024-04-01"])
+    assert result.exit_code == 0, result.output
+    assert "marts.training_examples" in result.output and "label rate" in result.output
+    again = runner.invoke(main, ["dbt", "run", "--select", "customer_features"])
+    assert again.exit_code == 0
