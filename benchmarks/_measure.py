@@ -16,8 +16,8 @@ def machine() -> str:
     return f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
-def run(command: list[str], timeout: float | None = None) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MiB) of a command and every process it waited for.
+def run(command: list[str], timeout: float | None = None) -> tuple[float, float, str]:
+    """Wall seconds, peak RSS (MiB) and output of a command and every process it waited for.
 
     Linux folds the peak RSS of waited-for descendants into a child's rusage, so a
     `nextbuy` step that runs dbt in a subprocess is measured whole. With a timeout the
@@ -33,14 +33,14 @@ def run(command: list[str], timeout: float | None = None) -> tuple[float, float]
         if deadline is not None and time.perf_counter() > deadline:
             proc.kill()
             _, status, usage = os.wait4(proc.pid, 0)
-            return float("inf"), usage.ru_maxrss / 1024
+            return float("inf"), usage.ru_maxrss / 1024, ""
         time.sleep(0.05)
     wall = time.perf_counter() - start
     out = proc.stdout.read() if proc.stdout else ""
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"{' '.join(command)} failed:\n{out[-4000:]}")
-    return wall, usage.ru_maxrss / 1024
+    return wall, usage.ru_maxrss / 1024, out
 
 
-def nextbuy(*args: str, timeout: float | None = None) -> tuple[float, float]:
+def nextbuy(*args: str, timeout: float | None = None) -> tuple[float, float, str]:
     return run([str(NEXTBUY), *args], timeout=timeout)

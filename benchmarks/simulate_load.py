@@ -42,7 +42,7 @@ def bench(order_items: int, work: Path) -> dict[str, object]:
         "load": ["load-thelook", str(export), "--warehouse", str(loaded)],
     }
     for name, args in steps.items():
-        wall, rss = nextbuy(*args)
+        wall, rss, _ = nextbuy(*args)
         result[name] = {"seconds": round(wall, 1), "peak_rss_mib": round(rss)}
         print(f"  {name}: {wall:.1f} s, peak {rss:,.0f} MiB", flush=True)
     result["order_items"] = count(simulated, "order_items")

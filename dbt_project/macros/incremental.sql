@@ -44,6 +44,13 @@
     where changed_at > {{ model_watermark() }}
 {%- endmacro %}
 
+{# In an incremental build, keep only the changed customers' rows of an import CTE. #}
+{% macro where_changed_customers(column='customer_id') -%}
+    {%- if is_incremental() %}
+    where {{ column }} in ({{ changed_customers() }})
+    {%- endif %}
+{%- endmacro %}
+
 {% macro customer_incremental_config() -%}
     {{ return({
         'materialized': 'incremental',

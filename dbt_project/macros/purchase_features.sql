@@ -7,11 +7,13 @@
   the customer's last purchase that the features may see (k - 1 for an example of order k;
   the last purchase before as_of when scoring). Every history column comes from
   int_customer_history at exactly that order, so nothing at or after the anchor leaks in.
+  `history` and `users` name the calling model's import CTEs of int_customer_history and
+  stg_thelook__users (an incremental build narrows them to the changed customers).
   `before_as_of` and `after_as_of` are the anchor's own columns to carry around as_of
   (order_id before, label after, as the column contract orders them).
 #}
 
-{% macro purchase_features(anchors, before_as_of=[], after_as_of=[]) -%}
+{% macro purchase_features(anchors, history='history', users='users', before_as_of=[], after_as_of=[]) -%}
 
     select
         {{ anchors }}.customer_id,
@@ -46,10 +48,11 @@
         history.category_sequence
 
     from {{ anchors }}
-    inner join {{ ref('int_customer_history') }} as history
-        on {{ anchors }}.customer_id = history.customer_id
-        and {{ anchors }}.history_order_number = history.order_number
-    left join {{ ref('stg_thelook__users') }} as users
+    inner join {{ history }} as history
+        on
+            {{ anchors }}.customer_id = history.customer_id
+            and {{ anchors }}.history_order_number = history.order_number
+    left join {{ users }} as users
         on {{ anchors }}.customer_id = users.customer_id
 
 {%- endmacro %}

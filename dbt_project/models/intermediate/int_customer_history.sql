@@ -9,9 +9,7 @@ with
 purchase_items as (
 
     select * from {{ ref('int_purchase_items') }}
-    {% if is_incremental() %}
-    where customer_id in ({{ changed_customers() }})
-    {% endif %}
+    {{ where_changed_customers() }}
 
 ),
 

@@ -6,15 +6,14 @@ with
 order_items as (
 
     select * from {{ ref('stg_thelook__order_items') }}
-    {% if is_incremental() %}
-    where customer_id in ({{ changed_customers() }})
-    {% endif %}
+    {{ where_changed_customers() }}
 
 ),
 
 orders as (
 
     select * from {{ ref('stg_thelook__orders') }}
+    {{ where_changed_customers() }}
 
 ),
 

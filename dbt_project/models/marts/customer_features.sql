@@ -6,6 +6,12 @@ history as (
 
 ),
 
+users as (
+
+    select * from {{ ref('stg_thelook__users') }}
+
+),
+
 anchors as (
 
     -- Each customer's last purchase strictly before the as-of instant.

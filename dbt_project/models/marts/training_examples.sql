@@ -13,9 +13,21 @@ with
 orders as (
 
     select * from {{ ref('int_orders') }}
-    {% if is_incremental() %}
-    where customer_id in ({{ changed_customers() }})
-    {% endif %}
+    {{ where_changed_customers() }}
+
+),
+
+history as (
+
+    select * from {{ ref('int_customer_history') }}
+    {{ where_changed_customers() }}
+
+),
+
+users as (
+
+    select * from {{ ref('stg_thelook__users') }}
+    {{ where_changed_customers() }}
 
 ),
 
