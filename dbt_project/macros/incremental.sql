@@ -65,7 +65,7 @@
 {% macro source_modified_at() -%}
     (
         select max(last_modified_time)
-        from {{ raw_partitions() }} as partitions
+        from {{ ref('stg_thelook__partitions') }} as partitions
         where table_name = 'order_items'
     )
 {%- endmacro %}

@@ -54,7 +54,8 @@
     coalesce(format_timestamp('%Y%m%d', {{ column }}), '__NULL__')
 {%- endmacro %}
 
-{# Where the warehouse records the raw tables' partitions and when each last changed. #}
+{# Where the warehouse records the raw tables' partitions and when each last changed
+   (read only by stg_thelook__partitions). #}
 {% macro raw_partitions() -%}
     {{ return(adapter.dispatch('raw_partitions', 'nextbuy')()) }}
 {%- endmacro %}

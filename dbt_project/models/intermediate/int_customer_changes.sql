@@ -11,7 +11,7 @@ with
 
 partitions as (
 
-    select * from {{ raw_partitions() }}
+    select * from {{ ref('stg_thelook__partitions') }}
 
 ),
 
