@@ -51,6 +51,8 @@ def bench(order_items: int, work: Path, pandas_timeout: float) -> dict[str, obje
 
     def step(name: str, wall: float, rss: float, output: str) -> None:
         result[name] = {"seconds": round(wall, 1), "peak_rss_mib": round(rss)}
+        if output.startswith("killed"):
+            result[name]["outcome"] = output
         executed = re.findall(r"Finished running .* in .*\((\d+\.\d+)s\)", output)
         note = ""
         if executed:
@@ -88,7 +90,7 @@ def bench(order_items: int, work: Path, pandas_timeout: float) -> dict[str, obje
     if pandas_timeout > 0:
         step(
             "pandas_notebook",
-            *run([sys.executable, "-c", PANDAS, wh, as_of], timeout=pandas_timeout),
+            *run([sys.executable, "-c", PANDAS, wh, as_of], timeout=pandas_timeout, check=False),
         )
     return result
 

@@ -23,7 +23,10 @@ order_items as (
 
 changed_partitions as (
 
-    select partition_id
+    select
+        partition_id,
+        {{ partition_start('partition_id') }} as partition_start
+
     from partitions
     where table_name = 'order_items'
     {% if var('partitions', none) is not none %}
@@ -44,7 +47,14 @@ final as (
         {{ source_modified_at() }} as partitions_modified_at
 
     from order_items
-    where order_items.partition_id in (select changed_partitions.partition_id from changed_partitions)
+    where
+        order_items.partition_id in (select changed_partitions.partition_id from changed_partitions)
+        -- Redundant with the line above, but a bound on the raw column itself lets the
+        -- warehouse skip the old days (zone maps here, partition pruning in BigQuery).
+        and (
+            order_items.created_at >= (select min(changed_partitions.partition_start) from changed_partitions)
+            or order_items.created_at is null
+        )
 
 )
 
