@@ -30,6 +30,7 @@ run: setup
 test: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 	$(BIN)/nextbuy lint-sql
 	$(BIN)/python -m pytest
 

@@ -1,0 +1,52 @@
+"""nextbuy's pure machine-learning library: time-gapped split, the CatBoost propensity
+model, rule baselines, metrics with a paired bootstrap, and comparison plots.
+
+No Dagster, no warehouse I/O: callers pass DataFrames shaped like the dbt marts and the
+values of parameters.yaml, and get arrays, frames, dataclasses and figures back.
+"""
+
+from ml.baselines import OverallRate, PriorShareRule, RateByGroup, Scorer, rule_baselines
+from ml.metrics import (
+    BootstrapDifference,
+    Evaluation,
+    average_precision,
+    brier_score,
+    calibration_table,
+    evaluate,
+    lift_at_top,
+    log_loss,
+    metric_names,
+    paired_bootstrap_difference,
+    precision_at_top,
+    roc_auc,
+)
+from ml.model import PropensityModel
+from ml.plots import calibration_figure, gains_figure, roc_figure
+from ml.split import SplitWindows, TimeSplit, time_gapped_split
+
+__all__ = [
+    "BootstrapDifference",
+    "Evaluation",
+    "OverallRate",
+    "PriorShareRule",
+    "PropensityModel",
+    "RateByGroup",
+    "Scorer",
+    "SplitWindows",
+    "TimeSplit",
+    "average_precision",
+    "brier_score",
+    "calibration_figure",
+    "calibration_table",
+    "evaluate",
+    "gains_figure",
+    "lift_at_top",
+    "log_loss",
+    "metric_names",
+    "paired_bootstrap_difference",
+    "precision_at_top",
+    "roc_auc",
+    "roc_figure",
+    "rule_baselines",
+    "time_gapped_split",
+]

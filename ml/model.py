@@ -1,0 +1,175 @@
+"""The propensity model: CatBoost on the mart's categorical, numeric and text features.
+
+The recipe is the notebook's: the brand, department and category sequences are text
+features tokenised on ';' (brand names hold spaces), turned into bag-of-words and Naive
+Bayes features; categorical features use CatBoost's ordered target statistics; classes
+are weighted ``SqrtBalanced``; AUC on the validation window picks the iteration.
+Every CatBoost setting comes from ``parameters.yaml`` (section ``model``).
+
+``predict_proba`` returns a 1-d array, the probability of class 1, not scikit-learn's two
+columns: the rules in ``ml.baselines`` share this interface and the scores table stores
+one number per customer. Because class weights tilt CatBoost's output towards the
+minority class, that probability is corrected back (odds divided by the class-weight
+ratio) unless ``correct_class_weights`` is false; ranking metrics are unaffected.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Self
+
+import catboost  # type: ignore[import-untyped]
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+FloatArray = npt.NDArray[np.float64]
+
+
+class PropensityModel:
+    """CatBoost classifier of "the next order holds a target brand".
+
+    Only the listed feature columns are used, so a marts frame can be passed whole (ids,
+    as_of and label are ignored). Fitted attributes: ``model_`` (the CatBoostClassifier),
+    ``feature_names_in_``, ``feature_importances_``, ``best_iteration_`` (None without an
+    eval set), ``tree_count_``, ``class_weight_ratio_``, ``text_features_`` and
+    ``dropped_text_features_``.
+    """
+
+    is_probability = True
+
+    def __init__(
+        self,
+        categorical_features: Sequence[str],
+        numeric_features: Sequence[str],
+        text_features: Sequence[str],
+        catboost_params: Mapping[str, Any],
+        missing_category: str = "__missing__",
+        correct_class_weights: bool = True,
+        name: str = "catboost",
+    ) -> None:
+        self.categorical_features = categorical_features
+        self.numeric_features = numeric_features
+        self.text_features = text_features
+        self.catboost_params = catboost_params
+        self.missing_category = missing_category
+        self.correct_class_weights = correct_class_weights
+        self.name = name
+
+    @classmethod
+    def from_parameters(cls, model_parameters: Mapping[str, Any]) -> PropensityModel:
+        """Build from the ``model`` section of parameters.yaml."""
+        return cls(
+            categorical_features=list(model_parameters["categorical_features"]),
+            numeric_features=list(model_parameters["numeric_features"]),
+            text_features=list(model_parameters["text_features"]),
+            catboost_params=dict(model_parameters["catboost"]),
+            missing_category=str(model_parameters["missing_category"]),
+            correct_class_weights=bool(model_parameters["correct_class_weights"]),
+        )
+
+    def _pool(
+        self, X: pd.DataFrame, text_features: Sequence[str], y: npt.ArrayLike | None = None
+    ) -> catboost.Pool:
+        """The model's columns in a fixed order, with NULLs CatBoost accepts.
+
+        CatBoost rejects NaN in categorical and text columns (pandas 3 stores NULL
+        strings as NaN): NULL categories become ``missing_category``, NULL texts "".
+        """
+        columns = [*self.categorical_features, *self.numeric_features, *text_features]
+        missing = [c for c in columns if c not in X.columns]
+        if missing:
+            raise ValueError(f"feature columns missing from X: {missing}")
+        data: dict[str, Any] = {}
+        for column in self.categorical_features:
+            values = X[column].astype(object)
+            data[column] = values.where(values.notna(), self.missing_category).astype(str)
+        for column in self.numeric_features:
+            data[column] = pd.to_numeric(X[column], errors="raise").astype("float64")
+        for column in text_features:
+            values = X[column].astype(object)
+            data[column] = values.where(values.notna(), "").astype(str)
+        frame = pd.DataFrame(data, index=X.index)
+        label = None if y is None else _binary_labels(y, len(X))
+        return catboost.Pool(
+            frame,
+            label=label,
+            cat_features=list(self.categorical_features),
+            text_features=list(text_features),
+        )
+
+    def fit(
+        self,
+        X: pd.DataFrame,
+        y: npt.ArrayLike,
+        eval_set: tuple[pd.DataFrame, npt.ArrayLike] | None = None,
+    ) -> Self:
+        """Train; with ``eval_set`` (the validation window) stop early and keep the best
+        iteration, without it train all ``iterations`` (early stopping needs data to
+        stop on)."""
+        empty_text = [c for c in self.text_features if c in X.columns and _all_empty(X[c])]
+        # CatBoost cannot build a dictionary from a column without a single token (it
+        # fails the whole fit); such a column carries no information, so it is left out.
+        self.text_features_ = [c for c in self.text_features if c not in empty_text]
+        self.dropped_text_features_ = empty_text
+        params = dict(self.catboost_params)
+        train_pool = self._pool(X, self.text_features_, y)
+        eval_pool = None
+        if eval_set is None:
+            params.pop("early_stopping_rounds", None)
+        else:
+            eval_pool = self._pool(eval_set[0], self.text_features_, eval_set[1])
+            params["use_best_model"] = True
+        model = catboost.CatBoostClassifier(**params)
+        model.fit(train_pool, eval_set=eval_pool)
+        self.model_ = model
+        self.feature_names_in_ = np.asarray(
+            [*self.categorical_features, *self.numeric_features, *self.text_features_],
+            dtype=object,
+        )
+        self.feature_importances_: FloatArray = np.asarray(
+            model.get_feature_importance(), dtype=np.float64
+        )
+        best = model.get_best_iteration()
+        self.best_iteration_: int | None = None if best is None else int(best)
+        self.tree_count_ = int(model.tree_count_)
+        weights = model.get_all_params().get("class_weights") or [1.0, 1.0]
+        self.class_weight_ratio_ = float(weights[1]) / float(weights[0])
+        return self
+
+    def predict_proba(self, X: pd.DataFrame) -> FloatArray:
+        """Probability that each row's next order holds a target brand (1-d)."""
+        if not hasattr(self, "model_"):
+            raise RuntimeError("PropensityModel is not fitted: call fit first")
+        raw = np.asarray(
+            self.model_.predict_proba(self._pool(X, self.text_features_))[:, 1], dtype=np.float64
+        )
+        if not self.correct_class_weights or self.class_weight_ratio_ == 1.0:
+            return raw
+        # Weighting positives by r multiplies the learned odds by r; divide it out.
+        return raw / (raw + (1.0 - raw) * self.class_weight_ratio_)
+
+    def feature_importance_table(self) -> pd.DataFrame:
+        """Features and CatBoost's importances (PredictionValuesChange, summing to 100,
+        unlike scikit-learn's 1), most important first, for logging."""
+        if not hasattr(self, "model_"):
+            raise RuntimeError("PropensityModel is not fitted: call fit first")
+        table = pd.DataFrame(
+            {"feature": self.feature_names_in_.astype(str), "importance": self.feature_importances_}
+        )
+        return table.sort_values("importance", ascending=False, ignore_index=True)
+
+
+def _binary_labels(y: npt.ArrayLike, rows: int) -> npt.NDArray[np.int64]:
+    labels = np.asarray(y).ravel()
+    if labels.size != rows:
+        raise ValueError(f"X has {rows} rows but y has {labels.size} labels")
+    if not np.isin(labels, (0, 1)).all():
+        raise ValueError("labels must be 0 or 1")
+    if np.unique(labels).size < 2:
+        raise ValueError("labels hold a single class; a classifier needs both")
+    return labels.astype(np.int64)
+
+
+def _all_empty(texts: pd.Series) -> bool:
+    return bool((texts.isna() | (texts.astype(object).astype(str).str.strip(" ;") == "")).all())

@@ -1,0 +1,122 @@
+"""Time-gapped split of training examples into train, validation and test windows.
+
+A random split lets a model see a customer's later orders while being tested on earlier
+ones, and hides drift: the champion is used on tomorrow's customers, so it is judged on
+the most recent days it has not seen. Gaps between the windows are dropped so that a
+customer's consecutive orders seldom sit on both sides of a boundary.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+_DAY = pd.Timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class SplitWindows:
+    """Window boundaries; every window is half-open, [start, end), on whole days."""
+
+    train_start: pd.Timestamp
+    train_end: pd.Timestamp
+    validation_start: pd.Timestamp
+    validation_end: pd.Timestamp
+    test_start: pd.Timestamp
+    test_end: pd.Timestamp
+
+    def as_dict(self) -> dict[str, str]:
+        """ISO strings, ready to log as run metadata or MLflow params."""
+        return {name: value.isoformat() for name, value in self.__dict__.items()}
+
+
+@dataclass(frozen=True)
+class TimeSplit:
+    """The three windows' examples (original index kept) and their boundaries."""
+
+    train: pd.DataFrame
+    validation: pd.DataFrame
+    test: pd.DataFrame
+    windows: SplitWindows
+    dropped_in_gaps: int
+
+
+def time_gapped_split(
+    examples: pd.DataFrame,
+    *,
+    test_days: int,
+    validation_days: int,
+    gap_days: int,
+    time_column: str = "as_of",
+    label_column: str = "label",
+) -> TimeSplit:
+    """Split examples by time into train / gap / validation / gap / test.
+
+    The windows end at midnight after the day of the last ``time_column`` value, so the
+    test window is exactly the last ``test_days`` calendar days of the data. Each of the
+    three windows must hold both labels: a window without positives (or negatives) cannot
+    measure AUC nor stop training early, and failing loudly beats a silent NaN.
+    """
+    if test_days <= 0 or validation_days <= 0:
+        raise ValueError(
+            f"split: test_days ({test_days}) and validation_days ({validation_days}) must be positive"
+        )
+    if gap_days < 0:
+        raise ValueError(f"split: gap_days ({gap_days}) must not be negative")
+    if examples.empty:
+        raise ValueError("split: there are no training examples to split")
+    times = pd.to_datetime(examples[time_column])
+    if times.isna().any():
+        raise ValueError(f"split: {int(times.isna().sum())} examples have no {time_column}")
+
+    test_end = times.max().floor("D") + _DAY
+    test_start = test_end - test_days * _DAY
+    validation_end = test_start - gap_days * _DAY
+    validation_start = validation_end - validation_days * _DAY
+    train_end = validation_start - gap_days * _DAY
+    train_start = min(times.min().floor("D"), train_end)
+    windows = SplitWindows(
+        train_start=train_start,
+        train_end=train_end,
+        validation_start=validation_start,
+        validation_end=validation_end,
+        test_start=test_start,
+        test_end=test_end,
+    )
+
+    in_train = (times < train_end).to_numpy()
+    in_validation = ((times >= validation_start) & (times < validation_end)).to_numpy()
+    in_test = (times >= test_start).to_numpy()
+    parts = {
+        "train": (examples[in_train], train_start, train_end),
+        "validation": (examples[in_validation], validation_start, validation_end),
+        "test": (examples[in_test], test_start, test_end),
+    }
+    for name, (frame, start, end) in parts.items():
+        _check_window(name, frame, start, end, label_column)
+
+    return TimeSplit(
+        train=parts["train"][0],
+        validation=parts["validation"][0],
+        test=parts["test"][0],
+        windows=windows,
+        dropped_in_gaps=int(len(examples) - in_train.sum() - in_validation.sum() - in_test.sum()),
+    )
+
+
+def _check_window(
+    name: str, frame: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp, label_column: str
+) -> None:
+    span = f"[{start.date().isoformat()}, {end.date().isoformat()})"
+    if frame.empty:
+        raise ValueError(
+            f"split: the {name} window {span} holds no examples; "
+            "shorten split.test_days / validation_days / gap_days or add history"
+        )
+    labels = sorted(frame[label_column].unique().tolist())
+    if len(labels) < 2:
+        raise ValueError(
+            f"split: the {name} window {span} holds only label {labels[0]} "
+            f"({len(frame)} examples); it needs both classes"
+        )

@@ -1,0 +1,213 @@
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import pytest
+from sklearn.metrics import (  # type: ignore[import-untyped]
+    average_precision_score,
+    roc_auc_score,
+)
+
+from ml.metrics import (
+    average_precision,
+    brier_score,
+    calibration_table,
+    evaluate,
+    lift_at_top,
+    log_loss,
+    metric_names,
+    paired_bootstrap_difference,
+    precision_at_top,
+    roc_auc,
+)
+
+
+def test_roc_auc_hand_cases() -> None:
+    y = [0, 0, 1, 1]
+    assert roc_auc(y, [0.1, 0.2, 0.3, 0.4]) == 1.0
+    assert roc_auc(y, [0.4, 0.3, 0.2, 0.1]) == 0.0
+    assert roc_auc(y, [0.5, 0.5, 0.5, 0.5]) == 0.5
+    # Positives 0.8 and 0.35 against negatives 0.4 and 0.1: three of four pairs won.
+    assert roc_auc([1, 0, 1, 0], [0.8, 0.4, 0.35, 0.1]) == 0.75
+    # A tied positive/negative pair counts one half: (1 + 0.5) / 2.
+    assert roc_auc([1, 0, 1, 0], [0.9, 0.5, 0.5, 0.1]) == pytest.approx(0.875)
+
+
+def test_average_precision_hand_case() -> None:
+    # Positives at ranks 1 and 3: (1/1 + 2/3) / 2.
+    assert average_precision([1, 0, 1], [0.9, 0.8, 0.7]) == pytest.approx(5 / 6)
+
+
+def test_agrees_with_scikit_learn_with_ties() -> None:
+    rng = np.random.default_rng(7)
+    y = (rng.random(3000) < 0.15).astype(int)
+    score = np.round(rng.random(3000) + 0.4 * y, 1)  # heavy ties
+    assert roc_auc(y, score) == pytest.approx(roc_auc_score(y, score), abs=1e-12)
+    assert average_precision(y, score) == pytest.approx(
+        average_precision_score(y, score), abs=1e-12
+    )
+
+
+def test_precision_and_lift_at_top_k() -> None:
+    y = np.zeros(100)
+    y[:10] = 1
+    score = np.linspace(1.0, 0.0, 100)
+    assert precision_at_top(y, score, 10) == 1.0
+    assert lift_at_top(y, score, 10) == pytest.approx(10.0)
+    assert precision_at_top(y, score, 20) == 0.5
+    assert lift_at_top(y, score, 20) == pytest.approx(5.0)
+    # 20 rows, positives ranked 1st, 3rd and 15th: the top 10% is 2 rows with 1 positive.
+    y20 = np.zeros(20)
+    y20[[0, 2, 14]] = 1
+    score20 = np.linspace(1.0, 0.0, 20)
+    assert precision_at_top(y20, score20, 10) == 0.5
+    assert lift_at_top(y20, score20, 10) == pytest.approx(0.5 / 0.15)
+
+
+def test_top_k_ties_are_fractional_and_order_free() -> None:
+    # All scores tied: the top 10% holds the average of the group, i.e. the base rate.
+    y = np.array([1, 1, 1, 0, 0, 0, 0, 0, 0, 0])
+    assert precision_at_top(y, np.full(10, 0.3), 10) == pytest.approx(0.3)
+    assert lift_at_top(y, np.full(10, 0.3), 10) == pytest.approx(1.0)
+    # A tie straddling the cut: one clear winner (positive) + half of a tied pair (1 pos, 1 neg)
+    # for the top 20% of 10 rows = 2 rows -> (1 + 0.5) / 2.
+    y2 = np.array([1, 1, 0, 0, 0, 0, 0, 0, 0, 0])
+    s2 = np.array([0.9, 0.5, 0.5, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1])
+    assert precision_at_top(y2, s2, 20) == pytest.approx(0.75)
+    permutation = np.random.default_rng(0).permutation(10)
+    assert precision_at_top(y2[permutation], s2[permutation], 20) == pytest.approx(0.75)
+
+
+def test_log_loss_and_brier() -> None:
+    assert log_loss([1, 0], [0.8, 0.2]) == pytest.approx(-math.log(0.8))
+    assert brier_score([1, 0], [0.8, 0.2]) == pytest.approx(0.04)
+    assert math.isfinite(log_loss([1, 0], [0.0, 1.0]))
+
+
+def test_rejects_bad_input() -> None:
+    with pytest.raises(ValueError, match="only 0 and 1"):
+        roc_auc([0, 2], [0.1, 0.2])
+    with pytest.raises(ValueError, match="missing or infinite"):
+        roc_auc([0, 1], [0.1, np.nan])
+    with pytest.raises(ValueError, match="unknown metric"):
+        paired_bootstrap_difference([0, 1], [0.1, 0.2], [0.2, 0.1], "accuracy", 10, 0, 0.95)
+
+
+def test_calibration_table_equal_count_bins() -> None:
+    score = np.arange(100) / 100
+    y = (np.arange(100) % 4 == 0).astype(int)
+    table = calibration_table(y, score, bins=10)
+    assert table["bin"].tolist() == list(range(1, 11))
+    assert table["count"].tolist() == [10] * 10
+    assert table.loc[0, "mean_score"] == pytest.approx(0.045)
+    assert table.loc[0, "observed_rate"] == pytest.approx(0.3)  # rows 0, 4, 8
+    # Tied scores always share a bin, even when that leaves bins empty.
+    tied = calibration_table([0, 1, 0, 1], [0.5, 0.5, 0.5, 0.5], bins=4)
+    assert tied["count"].tolist() == [4]
+
+
+def test_evaluate_overall_and_slices() -> None:
+    rng = np.random.default_rng(1)
+    n = 2000
+    y = (rng.random(n) < 0.3).astype(int)
+    score = np.clip(0.3 + 0.2 * (y - 0.3) + rng.normal(0, 0.1, n), 0.01, 0.99)
+    gender = np.where(np.arange(n) % 2 == 0, "F", "M").astype(object)
+    gender[:5] = None  # a thin NULL slice: too few positives for any metric
+    result = evaluate(y, score, {"gender": gender}, top_k_percents=[10, 20], min_slice_positives=30)
+    assert result.overall["roc_auc"] == pytest.approx(roc_auc(y, score))
+    assert result.overall["lift_at_10"] == pytest.approx(lift_at_top(y, score, 10))
+    assert result.overall["n"] == n
+    assert set(metric_names([10, 20])) <= set(result.overall)
+    table = result.by_slice.set_index("value")
+    assert list(table.index) == ["F", "M", "NULL"]
+    assert table.loc["NULL", "n"] == 5
+    assert table["roc_auc"].isna()["NULL"]
+    female = gender == "F"
+    assert table.loc["F", "roc_auc"] == pytest.approx(roc_auc(y[female], score[female]))
+    flat = result.flat()
+    assert flat["gender.F.roc_auc"] == table.loc["F", "roc_auc"]
+    assert math.isnan(flat["gender.NULL.lift_at_20"])
+    cities = evaluate(
+        y, score, {"city": np.full(n, "Val-d'Or")}, top_k_percents=[10], min_slice_positives=30
+    )
+    assert "city.Val-d_Or.roc_auc" in cities.flat()
+
+
+def test_evaluate_rankings_have_no_log_loss() -> None:
+    y = [0, 1, 0, 1]
+    result = evaluate(
+        y, [1.0, 7.0, 2.0, 9.0], top_k_percents=[50], min_slice_positives=1, probabilities=False
+    )
+    assert result.overall["roc_auc"] == 1.0
+    assert math.isnan(result.overall["log_loss"])
+    assert math.isnan(result.overall["brier"])
+    assert result.by_slice.empty
+
+
+def _scores_of_two_qualities(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    y = (rng.random(n) < 0.2).astype(int)
+    good = y + rng.normal(0, 0.6, n)
+    poor = y + rng.normal(0, 1.5, n)
+    return y, good, poor
+
+
+def test_bootstrap_excludes_zero_for_a_clearly_better_scorer() -> None:
+    y, good, poor = _scores_of_two_qualities(4000, seed=2)
+    result = paired_bootstrap_difference(y, good, poor, "roc_auc", 300, 11, 0.95)
+    assert result.difference == pytest.approx(roc_auc(y, good) - roc_auc(y, poor))
+    assert result.lower > 0
+    assert result.a_is_better
+    assert result.excludes_zero
+    reverse = paired_bootstrap_difference(y, poor, good, "lift_at_10", 300, 11, 0.95)
+    assert reverse.upper < 0
+    assert not reverse.a_is_better
+
+
+def test_bootstrap_includes_zero_for_identical_and_equivalent_scorers() -> None:
+    y, good, _ = _scores_of_two_qualities(4000, seed=3)
+    same = paired_bootstrap_difference(y, good, good.copy(), "roc_auc", 200, 5, 0.95)
+    assert same.difference == 0.0
+    assert same.lower == 0.0 and same.upper == 0.0
+    assert not same.excludes_zero
+    rng = np.random.default_rng(4)
+    twin = y + rng.normal(0, 0.6, y.size)  # same quality, different noise
+    equivalent = paired_bootstrap_difference(y, good, twin, "roc_auc", 300, 5, 0.95)
+    assert equivalent.lower < 0 < equivalent.upper
+    assert not equivalent.a_is_better
+
+
+def test_bootstrap_lower_is_better_metrics() -> None:
+    rng = np.random.default_rng(5)
+    truth = rng.uniform(0.05, 0.6, 3000)
+    y = (rng.random(3000) < truth).astype(int)
+    result = paired_bootstrap_difference(y, truth, np.full(3000, y.mean()), "log_loss", 300, 1, 0.9)
+    assert result.upper < 0
+    assert result.a_is_better
+
+
+def test_bootstrap_equals_explicit_resampling() -> None:
+    """The weighted kernels give exactly the metric of each explicitly drawn resample."""
+    rng = np.random.default_rng(9)
+    n, n_boot, seed = 40, 25, 123
+    y = np.tile([0, 1], n // 2)
+    a = np.round(rng.random(n) + 0.3 * y, 1)
+    b = np.round(rng.random(n), 1)
+    result = paired_bootstrap_difference(y, a, b, "roc_auc", n_boot, seed, 0.8)
+    draws = np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
+    explicit = np.array([roc_auc_score(y[i], a[i]) - roc_auc_score(y[i], b[i]) for i in draws])
+    assert result.bootstrap_mean == pytest.approx(explicit.mean(), abs=1e-12)
+    assert result.lower == pytest.approx(np.quantile(explicit, 0.1), abs=1e-12)
+    assert result.upper == pytest.approx(np.quantile(explicit, 0.9), abs=1e-12)
+
+
+def test_bootstrap_is_reproducible_and_fast() -> None:
+    y, good, poor = _scores_of_two_qualities(50_000, seed=6)
+    started = time.perf_counter()
+    first = paired_bootstrap_difference(y, good, poor, "roc_auc", 1000, 42, 0.95)
+    elapsed = time.perf_counter() - started
+    second = paired_bootstrap_difference(y, good, poor, "roc_auc", 1000, 42, 0.95)
+    assert first == second
+    assert elapsed < 30, f"1000 resamples of 50k rows took {elapsed:.1f}s"
