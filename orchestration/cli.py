@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import sys
 from pathlib import Path
@@ -123,11 +124,9 @@ def simulate(
             overrides["end"] = end.date()
         if users is not None:
             overrides["users"] = users
-        if order_items is not None:
-            overrides["users"] = simulator.users_for_order_items(
-                order_items, mode or load_parameters()["simulation"]["mode"]
-            )
         config = simulator.config_from_parameters(load_parameters(), **overrides)
+        if order_items is not None:
+            config = dataclasses.replace(config, users=config.users_for_order_items(order_items))
         result = simulator.simulate(con, config)
     click.echo(result.describe())
 

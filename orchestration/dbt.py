@@ -23,11 +23,11 @@ class DbtError(RuntimeError):
 
 def dbt_vars(params: Mapping[str, Any], **extra: Any) -> dict[str, Any]:
     """The vars every dbt invocation gets: parameters.yaml, translated once."""
-    features = params.get("features", {})
+    features = params["features"]
     out: dict[str, Any] = {
         "target_brands": target_brands(dict(params)),
         "sequence_length": int(features["sequence_length"]),
-        "examples": features.get("examples", "every_order"),
+        "examples": features["examples"],
     }
     out.update({k: v for k, v in extra.items() if v is not None})
     return out

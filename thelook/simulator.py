@@ -72,7 +72,8 @@ order volume (as in Google's output); appended days continue at the pre-spike le
 **Determinism.** Every concern (signups, user attributes, latent state, order counts and
 times, status, items, products) draws from its own numpy stream keyed by (seed, concern)
 and, for appended days, the date: adding a knob or a concern reshuffles nothing else.
-`users_for_order_items` inverts the expected items per user (1.25 orders x 1.45 items).
+`SimulationConfig.users_for_order_items` inverts the config's expected items per user
+(1.25 orders x 1.45 items with the generator's weights).
 """
 
 from __future__ import annotations
@@ -80,6 +81,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import typing
 import zlib
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -123,34 +125,32 @@ _STATUS_COMPLETE, _STATUS_RETURNED, _STATUS_SHIPPED = (
 class SimulationConfig:
     """Everything that determines a simulated world; see the module docstring for meaning."""
 
-    mode: Literal["thelook", "behavioural"] = "behavioural"
-    users: int = 50_000
-    seed: int = 42
-    start: dt.date = dt.date(2019, 1, 1)
-    end: dt.date = dt.date(2026, 10, 31)  # the simulation's "now": fixed, never today()
-    target_brands: tuple[str, ...] = ()
-    orders_per_user_weights: tuple[float, ...] = THELOOK_ORDERS_PER_USER
-    items_per_order_weights: tuple[float, ...] = THELOOK_ITEMS_PER_ORDER
-    favourite_brands: int = 3
-    brand_popularity_exponent: float = 1.0
-    loyalty_alpha: float = 2.0
-    loyalty_beta: float = 3.0
-    cross_department_customer_share: float = 0.1
-    cross_department_item_share: float = 0.3
-    price_tier_affinity: float = 3.0
-    monthly_order_weights: tuple[float, ...] = (
-        0.85, 0.8, 0.9, 0.95, 1.0, 0.95, 0.95, 1.0, 1.0, 1.05, 1.25, 1.3
-    )  # fmt: skip
-    seasonal_category_factor: float = 2.0
-    winter_months: tuple[int, ...] = (11, 12, 1, 2)
-    winter_categories: tuple[str, ...] = (
-        "Outerwear & Coats", "Sweaters", "Fashion Hoodies & Sweatshirts"
-    )  # fmt: skip
-    summer_months: tuple[int, ...] = (5, 6, 7, 8)
-    summer_categories: tuple[str, ...] = ("Swim", "Shorts")
-    campaign_start: dt.date = dt.date(2026, 7, 1)
-    campaign_uplift: float = 2.0
-    append_rate_floor_days: float = 90.0
+    # No defaults: every value comes from parameters.yaml (config_from_parameters), so the
+    # settings are written down once.
+    mode: Literal["thelook", "behavioural"]
+    users: int
+    seed: int
+    start: dt.date
+    end: dt.date  # the simulation's "now": fixed, never today()
+    target_brands: tuple[str, ...]
+    orders_per_user_weights: tuple[float, ...]
+    items_per_order_weights: tuple[float, ...]
+    favourite_brands: int
+    brand_popularity_exponent: float
+    loyalty_alpha: float
+    loyalty_beta: float
+    cross_department_customer_share: float
+    cross_department_item_share: float
+    price_tier_affinity: float
+    monthly_order_weights: tuple[float, ...]
+    seasonal_category_factor: float
+    winter_months: tuple[int, ...]
+    winter_categories: tuple[str, ...]
+    summer_months: tuple[int, ...]
+    summer_categories: tuple[str, ...]
+    campaign_start: dt.date
+    campaign_uplift: float
+    append_rate_floor_days: float
 
     def __post_init__(self) -> None:
         if self.mode not in ("thelook", "behavioural"):
@@ -208,19 +208,26 @@ class SimulationConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> SimulationConfig:
-        fields = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = set(values) - set(fields)
+        hints = typing.get_type_hints(cls)
+        unknown = set(values) - set(hints)
         if unknown:
             raise ValueError(f"unknown simulation setting(s): {', '.join(sorted(unknown))}")
+        missing = set(hints) - set(values)
+        if missing:
+            raise ValueError(f"missing simulation setting(s): {', '.join(sorted(missing))}")
         converted: dict[str, Any] = {}
         for name, value in values.items():
-            default = fields[name].default
-            if isinstance(default, dt.date) and isinstance(value, str):
+            if hints[name] is dt.date and isinstance(value, str):
                 value = dt.date.fromisoformat(value)
-            elif isinstance(default, tuple) and value is not None:
+            elif typing.get_origin(hints[name]) is tuple and value is not None:
                 value = tuple(value)
             converted[name] = value
         return cls(**converted)
+
+    def users_for_order_items(self, order_items: int) -> int:
+        """Users whose expected number of order items is `order_items` under this config."""
+        per_user = _mean_count(self.orders_weights, 0) * _mean_count(self.items_weights, 1)
+        return max(1, round(order_items / per_user))
 
 
 class SimulationError(RuntimeError):
@@ -257,13 +264,6 @@ def config_from_parameters(params: dict[str, Any], **overrides: Any) -> Simulati
     values["target_brands"] = params["campaign"]["target_brands"]
     values.update(overrides)
     return SimulationConfig.from_dict(values)
-
-
-def users_for_order_items(order_items: int, mode: str) -> int:
-    """Users whose expected number of order items is `order_items` (default weights)."""
-    config = SimulationConfig(mode=mode)  # type: ignore[arg-type]
-    per_user = _mean_count(config.orders_weights, 0) * _mean_count(config.items_weights, 1)
-    return max(1, round(order_items / per_user))
 
 
 def _mean_count(weights: tuple[float, ...], first: int) -> float:

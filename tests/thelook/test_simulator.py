@@ -13,7 +13,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from orchestration.parameters import load_parameters
+from orchestration.parameters import load_parameters, target_brands
 from thelook import simulator
 from thelook.schema import TABLES
 from thelook.simulator import (
@@ -22,19 +22,17 @@ from thelook.simulator import (
     append_days,
     config_from_parameters,
     simulate,
-    users_for_order_items,
 )
 from thelook.warehouse import apply_raw_writes, connect
 
-TARGETS = ("Allegra K", "Calvin Klein", "Carhartt", "Hanes", "Volcom", "Nautica", "Quiksilver",
-           "Diesel", "Dockers", "Hurley")  # fmt: skip
+TARGETS = tuple(target_brands(load_parameters()))
 END = dt.date(2026, 10, 31)
 
 
 def _config(**kw: object) -> SimulationConfig:
-    values: dict[str, object] = {"users": 3000, "seed": 7, "target_brands": TARGETS, "end": END}
+    values: dict[str, object] = {"users": 3000, "seed": 7, "end": END}
     values.update(kw)
-    return SimulationConfig(**values)  # type: ignore[arg-type]
+    return config_from_parameters(load_parameters(), **values)
 
 
 def _world(path: Path, config: SimulationConfig) -> duckdb.DuckDBPyConnection:
@@ -305,12 +303,21 @@ def test_config_from_parameters_file() -> None:
     assert config.mode in ("thelook", "behavioural")
     with pytest.raises(ValueError, match="unknown simulation setting"):
         config_from_parameters(params, no_such_knob=1)
+    incomplete = {
+        **params,
+        "simulation": {k: v for k, v in params["simulation"].items() if k != "seed"},
+    }
+    with pytest.raises(ValueError, match=r"missing simulation setting.*seed"):
+        config_from_parameters(incomplete)
 
 
 def test_users_for_order_items() -> None:
-    # 1.25 orders per user x 1.45 items per order
-    assert users_for_order_items(1_812_500, "thelook") == 1_000_000
-    assert users_for_order_items(1, "behavioural") == 1
+    # 1.25 orders per user x 1.45 items per order with the generator's weights
+    assert _config(mode="thelook").users_for_order_items(1_812_500) == 1_000_000
+    assert _config().users_for_order_items(1) == 1
+    # The config's own weights count: one order of one item per user.
+    single = _config(orders_per_user_weights=[0, 1], items_per_order_weights=[1])
+    assert single.users_for_order_items(500) == 500
 
 
 def test_a_failed_simulation_changes_nothing(
