@@ -201,7 +201,14 @@ def features(as_of: dt.datetime | None, full_refresh: bool, warehouse_path: str 
 def _build_features(path: Path, as_of: dt.date | None, full_refresh: bool = False) -> None:
     from orchestration.dbt import DbtError, run_dbt
 
-    args = ["build", "--quiet", *(["--full-refresh"] if full_refresh else [])]
+    # The scoring models follow the model's scores; the pipeline builds them after scoring.
+    args = [
+        "build",
+        "--quiet",
+        "--exclude",
+        "tag:scoring",
+        *(["--full-refresh"] if full_refresh else []),
+    ]
     try:
         run_dbt(args, warehouse=path, vars={"as_of": as_of.isoformat() if as_of else None})
     except DbtError as e:

@@ -28,6 +28,7 @@ def dbt_vars(params: Mapping[str, Any], **extra: Any) -> dict[str, Any]:
         "target_brands": target_brands(dict(params)),
         "sequence_length": int(features["sequence_length"]),
         "examples": features["examples"],
+        "audience_top_percent": float(params["scoring"]["audience_top_percent"]),
     }
     out.update({k: v for k, v in extra.items() if v is not None})
     return out

@@ -164,6 +164,10 @@ def test_docs_site_describes_every_model_and_column(simulated: Path) -> None:
     assert len(models) >= 10
     for key, node in models.items():
         assert node["description"].strip(), f"{node['name']} has no description"
+        if "scoring" in node["tags"]:
+            # Not built here (they need the pipeline's scores): tests/orchestration builds them.
+            assert key not in catalog["nodes"] and node["columns"], node["name"]
+            continue
         built = {c.lower() for c in catalog["nodes"][key]["columns"]}
         documented = {c for c, d in node["columns"].items() if d["description"].strip()}
         assert built <= documented, f"{node['name']}: undocumented {sorted(built - documented)}"

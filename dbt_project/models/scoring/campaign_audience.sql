@@ -1,0 +1,61 @@
+with
+
+scores as (
+
+    select * from {{ ref('stg_ml__customer_scores') }}
+
+),
+
+users as (
+
+    select * from {{ ref('stg_thelook__users') }}
+
+),
+
+latest as (
+
+    -- The campaign mails from the newest scores; older dates stay in customer_scores.
+    select max(as_of) as as_of from scores
+
+),
+
+ranked as (
+
+    select
+        scores.customer_id,
+        scores.score,
+        scores.decile,
+        scores.model_name,
+        scores.model_version,
+        scores.as_of,
+        row_number() over (order by scores.score desc, scores.customer_id asc) as audience_rank,
+        count(*) over () as scored_customers
+
+    from scores
+    inner join latest on scores.as_of = latest.as_of
+
+),
+
+final as (
+
+    select
+        ranked.customer_id,
+        users.first_name,
+        users.last_name,
+        users.country,
+        ranked.score,
+        ranked.decile,
+        ranked.audience_rank,
+        ranked.model_name,
+        ranked.model_version,
+        ranked.as_of
+
+    from ranked
+    left join users on ranked.customer_id = users.customer_id
+    where
+        ranked.audience_rank
+        <= ceil(ranked.scored_customers * {{ required_var('audience_top_percent') }} / 100.0)
+
+)
+
+select * from final

@@ -1,0 +1,62 @@
+"""The slices evaluation reports metrics on: who the model works for, and who not."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+OTHER = "other"
+
+
+def top_values(values: pd.Series, keep: int) -> npt.NDArray[np.object_]:
+    """The ``keep`` most frequent values as they are, every other value as ``other``.
+
+    A long tail (hundreds of countries or cities) would give slices too thin to measure;
+    NULL stays NULL so that ``ml.metrics.evaluate`` reports it as its own slice.
+    """
+    if keep < 1:
+        raise ValueError("keep must be at least 1")
+    kept = set(values.value_counts(dropna=True).index[:keep])
+    out = values.astype(object).where(values.isin(kept) | values.isna(), OTHER)
+    return out.where(out.notna(), None).to_numpy(dtype=object)
+
+
+def buckets(values: pd.Series, edges: Sequence[int]) -> npt.NDArray[np.object_]:
+    """Integer buckets named by their range: edges [1, 2, 3, 5] give 1, 2, 3-4, 5+.
+
+    Values below the first edge (and NULL) become NULL.
+    """
+    if list(edges) != sorted(set(edges)) or not edges:
+        raise ValueError(f"bucket edges must be increasing and non-empty, got {list(edges)}")
+    labels = []
+    for low, high in zip(edges, [*edges[1:], None], strict=True):
+        if high is None:
+            labels.append(f"{low}+")
+        elif high - low == 1:
+            labels.append(str(low))
+        else:
+            labels.append(f"{low}-{high - 1}")
+    numbers = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64)
+    index = np.searchsorted(np.asarray(edges, dtype=np.float64), numbers, side="right") - 1
+    out = np.empty(len(numbers), dtype=object)
+    valid = (index >= 0) & ~np.isnan(numbers)
+    out[valid] = np.asarray(labels, dtype=object)[index[valid]]
+    out[~valid] = None
+    return out
+
+
+def evaluation_slices(
+    frame: pd.DataFrame,
+    *,
+    categorical: Sequence[str],
+    top_categories: int,
+    bucketed: dict[str, Sequence[int]],
+) -> dict[str, npt.NDArray[np.object_]]:
+    """Slice columns for ``ml.metrics.evaluate``: categorical columns cut to their most
+    frequent values, numeric columns cut into buckets."""
+    slices = {column: top_values(frame[column], top_categories) for column in categorical}
+    slices.update({column: buckets(frame[column], edges) for column, edges in bucketed.items()})
+    return slices
