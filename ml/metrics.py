@@ -160,6 +160,11 @@ def _metric(metric: str, y_true: npt.ArrayLike, score: npt.ArrayLike) -> float:
 # ------------------------------------------------------------------ public metrics
 
 
+def metric_value(metric: str, y_true: npt.ArrayLike, score: npt.ArrayLike) -> float:
+    """Any metric by its name in `metric_names` (e.g. "roc_auc", "lift_at_10")."""
+    return _metric(metric, y_true, score)
+
+
 def roc_auc(y_true: npt.ArrayLike, score: npt.ArrayLike) -> float:
     """Probability that a random positive outscores a random negative (ties count half)."""
     return _metric("roc_auc", y_true, score)

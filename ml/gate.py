@@ -1,0 +1,147 @@
+"""The promotion gate: when does a candidate replace the champion?
+
+A candidate is promoted only when, on the same test rows, it beats *every* contender (each
+rule baseline and the current champion) on the gate's metric by at least ``margin``, and
+the paired bootstrap interval of the difference lies entirely on the candidate's side of
+zero. Anything less keeps the champion, and the decision says which contender stopped it
+and why, with the numbers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from ml.metrics import metric_value, paired_bootstrap_difference
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The candidate against one contender on the gate's metric.
+
+    ``improvement`` is oriented so that positive always means "the candidate is better"
+    (for log loss and Brier it is contender minus candidate), and so are ``lower`` and
+    ``upper``, the bootstrap interval of the improvement.
+    """
+
+    contender: str
+    metric: str
+    candidate_value: float
+    contender_value: float
+    improvement: float
+    lower: float
+    upper: float
+    confidence_level: float
+    margin: float
+
+    @property
+    def clears_margin(self) -> bool:
+        return self.improvement >= self.margin
+
+    @property
+    def significant(self) -> bool:
+        return self.lower > 0
+
+    @property
+    def beaten(self) -> bool:
+        return self.clears_margin and self.significant
+
+    def describe(self) -> str:
+        level = round(self.confidence_level * 100)
+        return (
+            f"{self.contender}: {self.metric} {self.candidate_value:.4f} vs "
+            f"{self.contender_value:.4f} ({self.improvement:+.4f}, {level}% CI "
+            f"[{self.lower:+.4f}, {self.upper:+.4f}])"
+        )
+
+    def why_not(self) -> str:
+        """Why this contender is not beaten ("" when it is)."""
+        problems = []
+        if not self.clears_margin:
+            problems.append(f"improvement below the margin {self.margin:g}")
+        if not self.significant:
+            problems.append("interval does not exclude zero")
+        return "; ".join(problems)
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    promote: bool
+    reason: str
+    metric: str
+    comparisons: tuple[Comparison, ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-able: what the registry records next to the candidate."""
+        return {
+            "promote": self.promote,
+            "reason": self.reason,
+            "metric": self.metric,
+            "comparisons": [
+                {**asdict(c), "beaten": c.beaten, "why_not": c.why_not()} for c in self.comparisons
+            ],
+        }
+
+
+def decide(
+    y_true: npt.ArrayLike,
+    candidate: npt.ArrayLike,
+    contenders: Mapping[str, npt.ArrayLike],
+    *,
+    metric: str,
+    margin: float,
+    n_boot: int,
+    confidence_level: float,
+    seed: int,
+) -> GateDecision:
+    """Compare ``candidate`` scores with each contender's scores on the same rows."""
+    if not contenders:
+        raise ValueError("the gate needs at least one contender (a baseline) to compare with")
+    if margin < 0 or not math.isfinite(margin):
+        raise ValueError(f"margin must be a non-negative number, not {margin}")
+    y = np.asarray(y_true, dtype=np.float64)
+    candidate_value = metric_value(metric, y, candidate)
+    comparisons = []
+    for name, scores in contenders.items():
+        diff = paired_bootstrap_difference(
+            y,
+            candidate,
+            scores,
+            metric,
+            n_boot=n_boot,
+            seed=seed,
+            confidence_level=confidence_level,
+        )
+        # diff is metric(candidate) - metric(contender); orient it so positive is better.
+        sign = 1.0 if diff.higher_is_better else -1.0
+        bounds = sorted((sign * diff.lower, sign * diff.upper))
+        comparisons.append(
+            Comparison(
+                contender=name,
+                metric=metric,
+                candidate_value=candidate_value,
+                contender_value=metric_value(metric, y, scores),
+                improvement=sign * diff.difference,
+                lower=bounds[0],
+                upper=bounds[1],
+                confidence_level=confidence_level,
+                margin=margin,
+            )
+        )
+    blocking = [c for c in comparisons if not c.beaten]
+    if blocking:
+        reason = "not promoted: " + "; ".join(f"{c.describe()}: {c.why_not()}" for c in blocking)
+    else:
+        closest = min(comparisons, key=lambda c: c.improvement)
+        reason = (
+            f"promoted: beats all {len(comparisons)} contenders by at least {margin:g} "
+            f"{metric} with intervals above zero; closest {closest.describe()}"
+        )
+    return GateDecision(
+        promote=not blocking, reason=reason, metric=metric, comparisons=tuple(comparisons)
+    )

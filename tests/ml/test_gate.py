@@ -1,0 +1,102 @@
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from ml.gate import decide
+
+SETTINGS = {"metric": "roc_auc", "margin": 0.005, "n_boot": 300, "confidence_level": 0.95}
+
+
+def _data(n: int = 4000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    signal = rng.normal(size=n)
+    y = (rng.random(n) < 1 / (1 + np.exp(-(2.0 * signal - 1.0)))).astype(float)
+    return y, signal
+
+
+def test_promotes_a_clearly_better_candidate() -> None:
+    y, signal = _data()
+    rng = np.random.default_rng(1)
+    candidate = signal + rng.normal(scale=0.3, size=y.size)
+    weak = signal + rng.normal(scale=3.0, size=y.size)
+    constant = np.full(y.size, y.mean())
+    decision = decide(y, candidate, {"weak": weak, "overall_rate": constant}, seed=7, **SETTINGS)
+    assert decision.promote, decision.reason
+    assert decision.reason.startswith("promoted")
+    assert all(c.beaten and c.lower > 0 for c in decision.comparisons)
+    # The constant scorer ranks nothing: AUC one half.
+    overall = next(c for c in decision.comparisons if c.contender == "overall_rate")
+    assert overall.contender_value == pytest.approx(0.5)
+
+
+def test_refuses_a_worse_candidate_and_names_the_contender() -> None:
+    y, signal = _data()
+    rng = np.random.default_rng(2)
+    worse = signal + rng.normal(scale=3.0, size=y.size)
+    decision = decide(y, worse, {"rate_by_gender": signal}, seed=7, **SETTINGS)
+    assert not decision.promote
+    assert "rate_by_gender" in decision.reason
+    (comparison,) = decision.comparisons
+    assert comparison.improvement < 0 and comparison.upper < 0
+    assert "below the margin" in comparison.why_not()
+
+
+def test_an_equal_candidate_is_not_significant() -> None:
+    """A tie with the champion is no reason to promote: the interval contains zero."""
+    y, signal = _data()
+    decision = decide(y, signal, {"champion": signal.copy()}, seed=7, **SETTINGS)
+    assert not decision.promote
+    (comparison,) = decision.comparisons
+    assert comparison.improvement == 0
+    assert "does not exclude zero" in comparison.why_not()
+
+
+def test_margin_blocks_a_small_but_significant_gain() -> None:
+    y, signal = _data(n=20_000)
+    rng = np.random.default_rng(3)
+    candidate = signal + rng.normal(scale=0.2, size=y.size)
+    contender = signal + rng.normal(scale=0.45, size=y.size)
+    lenient = decide(y, candidate, {"c": contender}, seed=7, **{**SETTINGS, "margin": 0.0})
+    assert lenient.promote, lenient.reason
+    gain = lenient.comparisons[0].improvement
+    strict = decide(y, candidate, {"c": contender}, seed=7, **{**SETTINGS, "margin": gain + 0.01})
+    assert not strict.promote
+    assert strict.comparisons[0].significant and not strict.comparisons[0].clears_margin
+
+
+def test_one_unbeaten_contender_blocks_promotion() -> None:
+    y, signal = _data()
+    rng = np.random.default_rng(4)
+    candidate = signal + rng.normal(scale=0.5, size=y.size)
+    contenders = {"noise": rng.normal(size=y.size), "oracle_like": signal}
+    decision = decide(y, candidate, contenders, seed=7, **SETTINGS)
+    assert not decision.promote
+    assert "oracle_like" in decision.reason and "noise:" not in decision.reason
+
+
+def test_lower_is_better_metrics_are_oriented() -> None:
+    y, signal = _data()
+    good = 1 / (1 + np.exp(-(2.0 * signal - 1.0)))
+    bad = np.clip(good + np.random.default_rng(5).normal(scale=0.3, size=y.size), 0.01, 0.99)
+    decision = decide(y, good, {"bad": bad}, seed=7, **{**SETTINGS, "metric": "log_loss"})
+    assert decision.promote, decision.reason
+    assert decision.comparisons[0].improvement > 0
+
+
+def test_same_seed_same_decision_and_serialisable() -> None:
+    y, signal = _data()
+    noisy = signal + np.random.default_rng(6).normal(scale=1.0, size=y.size)
+    first = decide(y, noisy, {"signal": signal}, seed=11, **SETTINGS)
+    second = decide(y, noisy, {"signal": signal}, seed=11, **SETTINGS)
+    assert first == second
+    record = json.loads(json.dumps(first.as_dict()))
+    assert record["promote"] is False and record["comparisons"][0]["contender"] == "signal"
+
+
+def test_needs_a_contender() -> None:
+    y, signal = _data(n=100)
+    with pytest.raises(ValueError, match="at least one contender"):
+        decide(y, signal, {}, seed=7, **SETTINGS)
