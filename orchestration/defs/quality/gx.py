@@ -1,0 +1,412 @@
+"""Great Expectations validation of a warehouse table against a suite in expectations/.
+
+The suites are versioned JSON files (``expectations/<suite>.json``, GX 1.x
+ExpectationSuite format). Settings that live in parameters.yaml (the sequence length, the
+number of score deciles) enter a suite as GX suite parameters, ``{"$PARAMETER": "name"}``,
+filled at validation time from `suite_parameters`, so nothing is written twice.
+
+Validation runs in the warehouse: GX's SQL execution engine turns every expectation into
+aggregate queries on a query asset (``select * from <table> [where ...]``); no table is
+ever pulled into pandas. A suite may declare ``meta.derived_columns`` (name -> SQL
+expression): they are appended to the batch's select list, so that measurements no
+expectation computes by itself (how many items a ';'-joined sequence holds) can be checked
+with the ordinary column expectations and suite parameters.
+
+DuckDB through duckdb-engine needs one workaround: GX's SQL engine fails on it with
+"IndexError: list index out of range" for every expectation (GX issues #10738 and #11579).
+duckdb-engine's ``do_begin`` opens a transaction on checkout, and the rollback when the
+connection returns to the pool closes DuckDB's pending result before GX has fetched it.
+Validation only reads, so `ReadOnlyDuckDBDialect` makes begin and rollback no-ops; it is
+registered with SQLAlchemy as ``duckdb+nextbuy`` (see `warehouse_url`), and the file is
+opened read-only, so a validation can never write to the warehouse.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+# GX reads this when a context is created; it must never phone home from a pipeline run.
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+
+import duckdb_engine
+import great_expectations as gx
+import sqlalchemy as sa
+from great_expectations.data_context.types.base import (
+    DataContextConfig,
+    InMemoryStoreBackendDefaults,
+    ProgressBarsConfig,
+)
+from sqlalchemy.dialects import registry as sqlalchemy_dialects
+
+from orchestration.parameters import PROJECT_ROOT
+
+EXPECTATIONS_DIR = PROJECT_ROOT / "expectations"
+DIALECT_SCHEME = "duckdb+nextbuy"
+# How many unexpected values a failure quotes (GX fetches them with a LIMIT query).
+UNEXPECTED_SAMPLE_SIZE = 5
+RESULT_FORMAT = {"result_format": "SUMMARY", "partial_unexpected_count": UNEXPECTED_SAMPLE_SIZE}
+
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# Keyword arguments that say where an expectation looks, not what it expects.
+_DOMAIN_KWARGS = ("column", "column_A", "column_B", "column_list", "batch_id", "result_format")
+
+
+class ReadOnlyDuckDBDialect(duckdb_engine.Dialect):
+    """duckdb-engine without transactions, for read-only use by GX (module docstring)."""
+
+    # SQLAlchemy wants every dialect class to state this itself; duckdb-engine's value.
+    supports_statement_cache = False
+
+    def do_begin(self, connection: Any) -> None:
+        pass
+
+    def do_rollback(self, connection: Any) -> None:
+        pass
+
+
+sqlalchemy_dialects.register("duckdb.nextbuy", __name__, "ReadOnlyDuckDBDialect")
+
+
+@dataclass(frozen=True)
+class ExpectationFailure:
+    """One expectation that did not hold, with what was observed."""
+
+    expectation_type: str
+    # The column(s) it looked at, ", "-joined for column pairs and lists; None for table ones.
+    column: str | None
+    # Its other arguments as validated (suite parameters filled in), e.g. "min_value=0.01".
+    kwargs: str
+    observed_value: Any = None
+    unexpected_count: int | None = None
+    unexpected_percent: float | None = None
+    unexpected_sample: tuple[Any, ...] = ()
+    # Set when GX could not evaluate the expectation at all (e.g. a missing column).
+    error: str | None = None
+
+    def describe(self) -> str:
+        where = f" on {self.column}" if self.column else ""
+        args = f" ({self.kwargs})" if self.kwargs else ""
+        return f"{self.expectation_type}{where}{args}: {self.detail()}"
+
+    def detail(self) -> str:
+        if self.error:
+            return f"could not be evaluated: {self.error}"
+        parts = []
+        if self.observed_value is not None:
+            parts.append(f"observed {_format(self.observed_value)}")
+        if self.unexpected_count:
+            percent = (
+                f" ({self.unexpected_percent:.3g}%)" if self.unexpected_percent is not None else ""
+            )
+            sample = ", ".join(_format(v) for v in self.unexpected_sample)
+            parts.append(
+                f"{self.unexpected_count:,} unexpected values{percent}"
+                + (f", e.g. {sample}" if sample else "")
+            )
+        # A column aggregate over no rows, or over NULLs only.
+        return "; ".join(parts) or "observed no value (no rows, or only NULLs)"
+
+
+@dataclass(frozen=True)
+class ValidationOutcome:
+    success: bool
+    table: str
+    suite: str
+    evaluated: int
+    failures: list[ExpectationFailure] = field(default_factory=list)
+    where: str | None = None
+
+    def summary(self) -> str:
+        """One line when everything passed; otherwise every failed expectation, one a line."""
+        batch = self.table + (f" where {self.where}" if self.where else "")
+        if self.success:
+            return f"{batch}: all {self.evaluated} expectations of suite {self.suite} passed."
+        lines = [
+            f"{batch}: {len(self.failures)} of {self.evaluated} expectations of suite "
+            f"{self.suite} failed:"
+        ]
+        lines += [f"- {failure.describe()}" for failure in self.failures]
+        return "\n".join(lines)
+
+    def as_metadata(self) -> dict[str, Any]:
+        """Plain values and one markdown table, as Dagster metadata."""
+        import dagster as dg
+
+        metadata: dict[str, Any] = {
+            "suite": f"expectations/{self.suite}.json",
+            "table": self.table,
+            "evaluated_expectations": self.evaluated,
+            "failed_expectations": len(self.failures),
+        }
+        if self.where:
+            metadata["where"] = self.where
+        metadata["failures"] = dg.MetadataValue.md(self.failures_markdown())
+        return metadata
+
+    def failures_markdown(self) -> str:
+        if not self.failures:
+            return "No expectation failed."
+        rows = ["| expectation | column | arguments | observed |", "|---|---|---|---|"]
+        rows += [
+            "| "
+            + " | ".join(
+                _markdown_cell(cell)
+                for cell in (f.expectation_type, f.column or "", f.kwargs, f.detail())
+            )
+            + " |"
+            for f in self.failures
+        ]
+        return "\n".join(rows)
+
+
+def suite_path(name: str, directory: Path = EXPECTATIONS_DIR) -> Path:
+    return directory / f"{name}.json"
+
+
+def load_suite(name: str, directory: Path = EXPECTATIONS_DIR) -> gx.ExpectationSuite:
+    """The suite expectations/<name>.json; FileNotFoundError names the path when absent."""
+    path = suite_path(name, directory)
+    if not path.is_file():
+        raise FileNotFoundError(f"expectation suite {name!r} not found: {path} does not exist")
+    with open(path, encoding="utf-8") as f:
+        config = json.load(f)
+    if config.get("name") != name:
+        raise ValueError(f"{path}: the suite is named {config.get('name')!r}, not {name!r}")
+    return gx.ExpectationSuite(**config)
+
+
+def suite_parameters(params: Mapping[str, Any]) -> dict[str, Any]:
+    """The suite parameters ({"$PARAMETER": name}) the suites may use, from parameters.yaml."""
+    return {
+        "sequence_length": int(params["features"]["sequence_length"]),
+        "deciles": int(params["scoring"]["deciles"]),
+    }
+
+
+def warehouse_url(path: Path) -> str:
+    """SQLAlchemy URL of the DuckDB file through `ReadOnlyDuckDBDialect`."""
+    return f"{DIALECT_SCHEME}:///{Path(path).resolve()}"
+
+
+def validate_table(
+    url: str,
+    table: str,
+    suite_name: str,
+    parameters: Mapping[str, Any],
+    *,
+    where: str | None = None,
+    suites_dir: Path = EXPECTATIONS_DIR,
+) -> ValidationOutcome:
+    """Validate ``table`` (``schema.name``), restricted by the SQL condition ``where``, against
+    expectations/<suite_name>.json, with ``parameters`` filling the suite's parameters.
+
+    LookupError when the table does not exist; FileNotFoundError when the suite or the
+    warehouse file does not; ValueError when the suite needs a parameter not given.
+    """
+    schema, name = _split_table(table)
+    suite = load_suite(suite_name, suites_dir)
+    derived = _derived_columns(suite, suite_path(suite_name, suites_dir))
+    missing = sorted(_parameter_names(suite) - set(parameters))
+    if missing:
+        raise ValueError(
+            f"suite {suite_name} needs the suite parameter(s) {', '.join(missing)}, "
+            f"which were not given (see suite_parameters)"
+        )
+    _require_database_file(url)
+
+    context = _ephemeral_context()
+    datasource = context.data_sources.add_sql(
+        name="warehouse", connection_string=url, kwargs={"connect_args": {"read_only": True}}
+    )
+    try:
+        engine = datasource.get_engine()
+        if not _table_exists(engine, schema, name):
+            raise LookupError(
+                f"table {table} does not exist in the warehouse ({_database(url)}): "
+                "build it before validating it"
+            )
+        _require_valid_where(engine, table, where)
+        # A derived column whose source column is missing would break the whole batch
+        # query; left out, only its own expectations fail (and the schema one names the
+        # missing column).
+        derived = {k: v for k, v in derived.items() if _computes(engine, table, v)}
+        asset = datasource.add_query_asset(name=name, query=_batch_query(table, derived, where))
+        batch = asset.add_batch_definition_whole_table("whole").get_batch()
+        result = batch.validate(
+            suite, expectation_parameters=dict(parameters), result_format=RESULT_FORMAT
+        )
+    finally:
+        # Release the file now: a later step of the same process may open it for writing,
+        # which DuckDB refuses while a read-only handle on it is still alive.
+        datasource.get_execution_engine().close()
+        datasource.get_engine().dispose()
+
+    failures = [_failure(r) for r in result.results if not r.success]
+    return ValidationOutcome(
+        success=bool(result.success),
+        table=table,
+        suite=suite_name,
+        evaluated=len(result.results),
+        failures=sorted(failures, key=lambda f: (f.column or "", f.expectation_type)),
+        where=where,
+    )
+
+
+def _ephemeral_context() -> Any:
+    config = DataContextConfig(
+        analytics_enabled=False,
+        progress_bars=ProgressBarsConfig(globally=False, metric_calculations=False),
+        store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False),
+    )
+    return gx.get_context(mode="ephemeral", project_config=config)
+
+
+def _split_table(table: str) -> tuple[str, str]:
+    parts = table.split(".")
+    if len(parts) != 2 or not all(_IDENTIFIER.match(p) for p in parts):
+        raise ValueError(f"table must be schema.name (plain identifiers), not {table!r}")
+    return parts[0], parts[1]
+
+
+def _derived_columns(suite: gx.ExpectationSuite, path: Path) -> dict[str, str]:
+    derived = (suite.meta or {}).get("derived_columns", {})
+    if not isinstance(derived, dict) or not all(
+        isinstance(k, str) and _IDENTIFIER.match(k) and isinstance(v, str) and v.strip()
+        for k, v in derived.items()
+    ):
+        raise ValueError(f"{path}: meta.derived_columns must map column names to SQL expressions")
+    return derived
+
+
+def _batch_query(table: str, derived: Mapping[str, str], where: str | None) -> str:
+    select = ", ".join(["*", *(f"({sql}) as {name}" for name, sql in derived.items())])
+    query = f"select {select} from {table}"
+    return f"{query} where {where}" if where else query
+
+
+def _parameter_names(suite: gx.ExpectationSuite) -> set[str]:
+    names: set[str] = set()
+    for expectation in suite.expectations:
+        for value in expectation.configuration.kwargs.values():
+            if isinstance(value, dict) and "$PARAMETER" in value:
+                names |= set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", value["$PARAMETER"]))
+    # Arithmetic in a parameter expression may call GX's functions (round, trunc, ...).
+    return names - {"round", "trunc", "abs", "sgn", "exp", "sin", "cos", "tan", "E", "PI"}
+
+
+def _database(url: str) -> str:
+    return sa.engine.make_url(url).database or ""
+
+
+def _require_database_file(url: str) -> None:
+    database = _database(url)
+    is_duckdb_file = sa.engine.make_url(url).drivername.startswith("duckdb") and (
+        database != ":memory:"
+    )
+    if is_duckdb_file and not Path(database).is_file():
+        raise FileNotFoundError(f"warehouse file {database} does not exist")
+
+
+def _table_exists(engine: sa.Engine, schema: str, name: str) -> bool:
+    with engine.connect() as connection:
+        row = connection.execute(
+            sa.text(
+                "select 1 from information_schema.tables "
+                "where table_schema = :schema and table_name = :name"
+            ),
+            {"schema": schema, "name": name},
+        ).first()
+    return row is not None
+
+
+def _require_valid_where(engine: sa.Engine, table: str, where: str | None) -> None:
+    if where is None:
+        return
+    try:
+        with engine.connect() as connection:
+            connection.execute(sa.text(f"select * from {table} where {where} limit 0")).all()
+    except sa.exc.DBAPIError as e:
+        raise ValueError(f"where condition {where!r} on {table} fails: {e.orig}") from e
+
+
+def _computes(engine: sa.Engine, table: str, expression: str) -> bool:
+    try:
+        with engine.connect() as connection:
+            connection.execute(sa.text(f"select ({expression}) from {table} limit 0")).all()
+    except sa.exc.DBAPIError:
+        return False
+    return True
+
+
+def _failure(result: Any) -> ExpectationFailure:
+    config = result.expectation_config
+    kwargs = dict(config.kwargs)
+    details = result.result or {}
+    observed = details.get("observed_value")
+    mismatched = (details.get("details") or {}).get("mismatched")
+    if mismatched:
+        # A schema expectation: what differs says more than the whole observed column list.
+        # Extra columns are only a failure when the set must match exactly.
+        ignored = {"unexpected"} if kwargs.get("exact_match") is False else set()
+        observed = {k: v for k, v in mismatched.items() if v and k not in ignored}
+    return ExpectationFailure(
+        expectation_type=config.type,
+        column=_columns(kwargs),
+        kwargs=", ".join(f"{k}={_format(v)}" for k, v in kwargs.items() if k not in _DOMAIN_KWARGS),
+        observed_value=observed,
+        unexpected_count=details.get("unexpected_count"),
+        unexpected_percent=details.get("unexpected_percent"),
+        unexpected_sample=tuple(details.get("partial_unexpected_list") or ())[
+            :UNEXPECTED_SAMPLE_SIZE
+        ],
+        error=_exception_message(result.exception_info),
+    )
+
+
+def _columns(kwargs: Mapping[str, Any]) -> str | None:
+    if "column" in kwargs:
+        return str(kwargs["column"])
+    if "column_A" in kwargs:
+        return f"{kwargs['column_A']}, {kwargs.get('column_B')}"
+    if "column_list" in kwargs:
+        return ", ".join(str(c) for c in kwargs["column_list"])
+    return None
+
+
+def _exception_message(info: Any) -> str | None:
+    """GX reports an expectation's exception at the top level or per failed metric."""
+    if not isinstance(info, Mapping):
+        return None
+    candidates: Iterable[Any] = [info] if "raised_exception" in info else info.values()
+    messages = [
+        str(entry.get("exception_message") or "").strip().splitlines()[0]
+        for entry in candidates
+        if isinstance(entry, Mapping) and entry.get("raised_exception")
+    ]
+    return "; ".join(dict.fromkeys(m for m in messages if m)) or None
+
+
+def _format(value: Any) -> str:
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else f"{value:.4g}"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_format(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list | tuple | set):
+        items = [_format(v) for v in value]
+        if len(items) > 8:
+            return "[" + ", ".join(items[:5]) + f", ... ({len(items)} in all)]"
+        return "[" + ", ".join(items) + "]"
+    return str(value)
+
+
+def _markdown_cell(text: str) -> str:
+    text = " ".join(text.split())
+    text = (text[:300] + "...") if len(text) > 300 else text
+    return text.replace("|", "\\|")
