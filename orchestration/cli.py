@@ -262,21 +262,168 @@ def lint_sql_command() -> None:
     click.echo("sqlfluff: no violations")
 
 
+def _pipeline_and_report(as_of: dt.date | None, full_refresh: bool) -> None:
+    from orchestration.pipeline import (
+        PipelineFailed,
+        log_path,
+        report_json,
+        report_lines,
+        run_pipeline,
+    )
+
+    env = current_environment()
+    log = log_path(env)
+    click.echo(f"running the pipeline in process (full log: {log}) ...")
+    try:
+        result = run_pipeline(as_of, full_refresh=full_refresh, log_to=log)
+    except PipelineFailed as e:
+        raise click.ClickException(
+            f"pipeline failed; the previous champion, scores and audience stay in place:\n{e}"
+            f"\nfull log: {log}"
+        ) from e
+    for line in report_lines(result, env):
+        click.echo(line)
+    # Last line: one JSON object for scripts.
+    click.echo(report_json(result))
+
+
 @main.command()
-def demo() -> None:
-    """The main job on the embedded default: simulate the default shop, build the features."""
+@click.option(
+    "--as-of",
+    type=click.DateTime(["%Y-%m-%d"]),
+    default=None,
+    help="Date customer_features is computed as of (default: today, UTC).",
+)
+@click.option("--full-refresh", is_flag=True, help="Rebuild incremental models from scratch.")
+def pipeline(as_of: dt.datetime | None, full_refresh: bool) -> None:
+    """Run the whole pipeline on the current warehouse: features, checks, training, gate,
+    scores, audience; then print the report."""
+    _pipeline_and_report(as_of.date() if as_of else None, full_refresh)
+
+
+@main.command()
+@click.option(
+    "--thelook",
+    "thelook_dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="Use this thelook export (CSV / CSV.gz) instead of simulated data.",
+)
+def demo(thelook_dir: Path | None) -> None:
+    """The main job on the embedded default: make the warehouse (the default simulated
+    shop, or a thelook export), then run the whole pipeline in process and report."""
     from thelook import simulator
-    from thelook.warehouse import connect
+    from thelook.warehouse import connect, first_row
 
     path = current_environment().warehouse_path
-    config = simulator.config_from_parameters(load_parameters())
     con = connect(path)
-    result = simulator.simulate(con, config)
+    if thelook_dir is None:
+        config = simulator.config_from_parameters(load_parameters())
+        result = simulator.simulate(con, config)
+        click.echo(result.describe())
+        # Scored as of the morning after the simulated shop's last day.
+        as_of = result.end + dt.timedelta(days=1)
+    else:
+        from thelook.loader import LoadError, load_export
+
+        # A truth table from an earlier simulation would describe other customers.
+        con.execute(f"drop schema if exists {simulator.TRUTH_SCHEMA} cascade")
+        try:
+            load_export(con, [thelook_dir], replace_all=True)
+        except LoadError as e:
+            con.close()
+            raise click.ClickException(f"load failed, raw unchanged: {e}") from e
+        row = first_row(con, "select max(created_at) from raw.order_items")
+        if row is None or row[0] is None:
+            con.close()
+            raise click.ClickException(f"{thelook_dir}: the export holds no order items")
+        last = row[0]
+        assert isinstance(last, dt.datetime)
+        as_of = last.date() + dt.timedelta(days=1)
     con.close()
-    click.echo(result.describe())
     _print_warehouse(path)
-    # Scored as of the morning after the simulated shop's last day.
-    _build_features(path, result.end + dt.timedelta(days=1), full_refresh=True)
+    _pipeline_and_report(as_of, full_refresh=True)
+
+
+@main.command()
+def rollback() -> None:
+    """Move the registry's champion alias back to the previous champion."""
+    from orchestration.registry import Registry, RegistryError
+
+    registry = Registry.from_parameters(load_parameters(), current_environment())
+    try:
+        ref = registry.rollback()
+    except RegistryError as e:
+        raise click.ClickException(str(e)) from e
+    click.echo(f"champion is now {ref.label()}; the next scoring run uses it")
+
+
+@main.command()
+@click.option("--port", type=int, default=3000, help="Dagster UI port.")
+@click.option("--docs-port", type=int, default=8580, help="dbt docs port.")
+@click.option("--mlflow-port", type=int, default=5000, help="MLflow UI port.")
+def ui(port: int, docs_port: int, mlflow_port: int) -> None:
+    """Start the Dagster UI, serve the dbt docs and the MLflow UI, until Ctrl-C."""
+    import os
+    import signal
+    import subprocess
+
+    from orchestration.dbt import dbt_env, run_dbt
+    from orchestration.parameters import PROJECT_ROOT
+    from orchestration.pipeline import dagster_home
+    from orchestration.registry import tracking_uri
+
+    env = current_environment()
+    run_dbt(["docs", "generate", "--quiet"], warehouse=env.warehouse_path)
+    bin_dir = Path(sys.executable).parent
+    process_env = {**os.environ, "DAGSTER_HOME": str(dagster_home(env))}
+    docs_dir = dbt_env(env)["DBT_TARGET_PATH"]
+    commands = {
+        "Dagster UI": [
+            str(bin_dir / "dagster"),
+            "dev",
+            "-w",
+            str(PROJECT_ROOT / "workspace.yaml"),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+        ],
+        "dbt docs": [
+            sys.executable,
+            "-m",
+            "http.server",
+            str(docs_port),
+            "-b",
+            "127.0.0.1",
+            "-d",
+            docs_dir,
+        ],
+        "MLflow": [
+            str(bin_dir / "mlflow"),
+            "ui",
+            "--backend-store-uri",
+            tracking_uri(env),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(mlflow_port),
+        ],
+    }
+    processes = [subprocess.Popen(c, env=process_env) for c in commands.values()]
+    for name, p in zip(commands, (port, docs_port, mlflow_port), strict=True):
+        click.echo(f"{name}: http://127.0.0.1:{p}")
+    try:
+        for process in processes:
+            process.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGINT)
+        for process in processes:
+            process.wait()
 
 
 if __name__ == "__main__":

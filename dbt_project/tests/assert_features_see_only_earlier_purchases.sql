@@ -6,6 +6,9 @@
   itself or anything after it. Independent of int_customer_history, which built them.
 #}
 
+-- Dagster shows it as a check of training_examples (it reads int_purchase_items too).
+{{ config(meta={'dagster': {'ref': {'name': 'training_examples'}}}) }}
+
 with
 
 examples as (

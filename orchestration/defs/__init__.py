@@ -1,0 +1,1 @@
+"""Dagster definitions by domain: sources, features, quality, training, scoring."""

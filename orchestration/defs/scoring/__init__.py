@@ -1,0 +1,1 @@
+"""The champion scores every customer; the scores go back into the warehouse."""

@@ -1,0 +1,1 @@
+"""Where lineage starts: the raw thelook tables."""

@@ -1,0 +1,47 @@
+"""The raw thelook_ecommerce tables as external assets: nextbuy reads them, the shop (or
+`nextbuy simulate` / `load-thelook`) writes them, so lineage starts at raw."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from thelook.schema import META_SCHEMA, RAW_SCHEMA, TABLES
+
+_DESCRIPTIONS = {
+    "users": "One row per registered customer (raw, as it arrived).",
+    "products": "One row per catalogue product (raw, as it arrived).",
+    "orders": "One row per order; may be missing for some items in real exports.",
+    "order_items": "One row per ordered item; day-partitioned by created_at.",
+    "distribution_centers": "One row per distribution center.",
+}
+
+
+def raw_table_specs() -> list[dg.AssetSpec]:
+    specs = [
+        dg.AssetSpec(
+            key=dg.AssetKey([RAW_SCHEMA, table.name]),
+            description=_DESCRIPTIONS.get(table.name, f"raw.{table.name}"),
+            group_name="sources",
+            kinds={"duckdb"},
+            metadata={
+                "dagster/column_schema": dg.TableSchema(
+                    columns=[dg.TableColumn(c.name, c.bq_type) for c in table.columns]
+                ),
+                "dagster/table_name": table.qualified_name,
+            },
+        )
+        for table in TABLES.values()
+        if table.name in _DESCRIPTIONS
+    ]
+    specs.append(
+        dg.AssetSpec(
+            key=dg.AssetKey([META_SCHEMA, "partitions"]),
+            description=(
+                "One row per day partition of order_items with its row count and last "
+                "modification, after BigQuery's INFORMATION_SCHEMA.PARTITIONS."
+            ),
+            group_name="sources",
+            kinds={"duckdb"},
+        )
+    )
+    return specs

@@ -1,0 +1,1 @@
+"""Train a candidate, measure it against the rules and the champion, gate the registry."""

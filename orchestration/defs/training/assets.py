@@ -1,0 +1,310 @@
+"""Training assets: candidate_model (split, fit, evaluate, log to MLflow) and
+champion_model (the promotion gate). The modelling itself is ml/; these steps read the
+warehouse, call ml/ and record what happened where people look: asset metadata, MLflow.
+"""
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+
+from ml import PropensityModel, evaluate, rule_baselines, time_gapped_split
+from ml.baselines import Scorer
+from ml.gate import decide
+from ml.plots import calibration_figure, gains_figure, roc_figure
+from ml.slices import evaluation_slices
+from orchestration.defs.features.assets import TRAINING_EXAMPLES_KEY
+from orchestration.registry import ModelRef
+from orchestration.resources import ParametersResource, RegistryResource, WarehouseResource
+
+TRAINING_EXAMPLES = "marts.training_examples"
+TRUTH_ORDERS = "truth.orders"
+CANDIDATE = "catboost"
+ORACLE = "oracle"
+
+
+@dataclass
+class Candidate:
+    """What the gate needs from training: the registered candidate and every scorer's
+    scores on the same test rows."""
+
+    ref: ModelRef
+    run_id: str
+    test: pd.DataFrame
+    # Scorer name -> scores on `test`; the candidate under CANDIDATE.
+    scores: dict[str, np.ndarray]
+    baselines: dict[str, Scorer]
+    # One row per scorer (candidate, baselines, oracle): overall test metrics.
+    metrics: pd.DataFrame
+    windows: dict[str, str]
+    oracle_auc: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ChampionDecision:
+    champion: ModelRef
+    promoted: bool
+    reason: str
+    candidate: ModelRef
+    metrics: pd.DataFrame
+    oracle_auc: float | None
+
+
+def _oracle_scores(warehouse: WarehouseResource, test: pd.DataFrame) -> np.ndarray | None:
+    """The simulator's true probability for each test example, when there is a truth table.
+
+    The best any model can do on this data: the ceiling the report compares against.
+    """
+    if not warehouse.has_table(TRUTH_ORDERS):
+        return None
+    with warehouse.connect(read_only=True) as con:
+        truth = con.execute(f"select order_id, p_target from {TRUTH_ORDERS}").df()
+    joined = test[["order_id"]].merge(truth, on="order_id", how="left")
+    if joined["p_target"].isna().any():
+        return None
+    return joined["p_target"].to_numpy(dtype=np.float64)
+
+
+def _metrics_table(evaluations: dict[str, Any]) -> pd.DataFrame:
+    rows = [{"scorer": name, **ev.overall} for name, ev in evaluations.items()]
+    return pd.DataFrame(rows).set_index("scorer")
+
+
+def _markdown(frame: pd.DataFrame, digits: int = 4) -> str:
+    return frame.round(digits).to_markdown() if not frame.empty else "(empty)"
+
+
+@dg.asset(
+    group_name="training",
+    deps=[TRAINING_EXAMPLES_KEY],
+    kinds={"catboost", "mlflow"},
+)
+def candidate_model(
+    context: dg.AssetExecutionContext,
+    warehouse: WarehouseResource,
+    parameters: ParametersResource,
+    registry: RegistryResource,
+) -> dg.Output[Candidate]:
+    """A CatBoost candidate trained on a time-gapped split of training_examples, measured on
+    the test window against the rule baselines (and the simulator's truth when present),
+    logged as an MLflow run and registered as a new model version."""
+    params = parameters.load()
+    split_params, evaluation = params["split"], params["evaluation"]
+    examples = warehouse.read_table(TRAINING_EXAMPLES)
+    split = time_gapped_split(examples, **split_params)
+    train, validation, test = split.train, split.validation, split.test
+
+    model = PropensityModel.from_parameters(params["model"]).fit(
+        train, train["label"], eval_set=(validation, validation["label"])
+    )
+    baselines = {
+        b.name: b.fit(train, train["label"])
+        for b in rule_baselines(evaluation["baseline_group_columns"])
+    }
+    y = test["label"].to_numpy(dtype=np.float64)
+    scores: dict[str, np.ndarray] = {CANDIDATE: model.predict_proba(test)}
+    is_probability = {CANDIDATE: True}
+    for name, baseline in baselines.items():
+        scores[name] = baseline.predict_proba(test)
+        is_probability[name] = baseline.is_probability
+    oracle = _oracle_scores(warehouse, test)
+    if oracle is not None:
+        scores[ORACLE] = oracle
+        is_probability[ORACLE] = True
+
+    slice_params = evaluation["slices"]
+    slices = evaluation_slices(
+        test,
+        categorical=slice_params["categorical"],
+        top_categories=int(slice_params["top_categories"]),
+        bucketed={k: list(v) for k, v in slice_params["bucketed"].items()},
+    )
+    evaluations = {
+        name: evaluate(
+            y,
+            score,
+            slices,
+            top_k_percents=list(evaluation["top_k_percents"]),
+            min_slice_positives=int(evaluation["min_slice_positives"]),
+            probabilities=is_probability[name],
+        )
+        for name, score in scores.items()
+    }
+    metrics = _metrics_table(evaluations)
+    bins = int(evaluation["calibration_bins"])
+    figures = {
+        "roc.png": roc_figure(y, scores, title="ROC on the test window"),
+        "gains.png": gains_figure(y, scores),
+        "calibration.png": calibration_figure(
+            y, {k: v for k, v in scores.items() if is_probability[k]}, bins=bins
+        ),
+    }
+    windows = split.windows.as_dict()
+    data_window = {
+        **windows,
+        "train_examples": str(len(train)),
+        "validation_examples": str(len(validation)),
+        "test_examples": str(len(test)),
+        "dropped_in_gaps": str(split.dropped_in_gaps),
+    }
+    reg = registry.open(params)
+    run_id = reg.log_run(
+        run_name=f"{CANDIDATE}-{context.run_id[:8]}",
+        scorer=model,
+        kind="model",
+        params={
+            **{f"model.{k}": v for k, v in params["model"]["catboost"].items()},
+            "model.best_iteration": model.best_iteration_,
+            "model.tree_count": model.tree_count_,
+            "split": split_params,
+            "features.sequence_length": params["features"]["sequence_length"],
+            "campaign.target_brands": params["campaign"]["target_brands"],
+        },
+        data_window=data_window,
+        metrics={
+            **evaluations[CANDIDATE].flat(),
+            **{
+                f"baseline.{name}.{metric}": value
+                for name in scores
+                if name != CANDIDATE
+                for metric, value in evaluations[name].overall.items()
+            },
+        },
+        figures=figures,
+        tables={
+            "metrics_vs_baselines": metrics.reset_index(),
+            "metrics_by_slice": evaluations[CANDIDATE].by_slice,
+            "feature_importance": model.feature_importance_table(),
+        },
+        input_example=test.head(5),
+        tags={"dagster.run_id": context.run_id},
+    )
+    ref = reg.register(run_id, kind="model", scorer_name=CANDIDATE)
+    oracle_auc = float(evaluations[ORACLE].overall["roc_auc"]) if oracle is not None else None
+    candidate = Candidate(
+        ref=ref,
+        run_id=run_id,
+        test=test.reset_index(drop=True),
+        scores={k: v for k, v in scores.items() if k != ORACLE},
+        baselines=baselines,
+        metrics=metrics,
+        windows=windows,
+        oracle_auc=oracle_auc,
+    )
+    top = metrics.loc[CANDIDATE]
+    return dg.Output(
+        candidate,
+        metadata={
+            "model": ref.label(),
+            "mlflow_run_id": run_id,
+            "test_roc_auc": float(top["roc_auc"]),
+            "test_lift_at_10": float(top.get("lift_at_10", math.nan)),
+            "oracle_roc_auc": oracle_auc,
+            "metrics_vs_baselines": dg.MetadataValue.md(_markdown(metrics)),
+            "metrics_by_slice": dg.MetadataValue.md(
+                _markdown(evaluations[CANDIDATE].by_slice.set_index(["slice", "value"]))
+            ),
+            "train_examples": len(train),
+            "validation_examples": len(validation),
+            "test_examples": len(test),
+            "windows": windows,
+            "best_iteration": model.best_iteration_,
+        },
+    )
+
+
+@dg.asset(group_name="training", kinds={"mlflow"})
+def champion_model(
+    context: dg.AssetExecutionContext,
+    candidate_model: Candidate,
+    parameters: ParametersResource,
+    registry: RegistryResource,
+) -> dg.Output[ChampionDecision]:
+    """The promotion gate: the `champion` alias moves to the candidate only when it beats
+    every baseline and the current champion on the same test rows by the configured
+    margin, with a bootstrap interval that excludes zero. When nothing has ever passed,
+    the best baseline is registered and made champion, so there is always one to score
+    with."""
+    params = parameters.load()
+    gate, evaluation = params["gate"], params["evaluation"]
+    reg = registry.open(params)
+    candidate = candidate_model
+    y = candidate.test["label"].to_numpy(dtype=np.float64)
+    contenders = {k: v for k, v in candidate.scores.items() if k != CANDIDATE}
+    current = reg.champion()
+    if current is not None:
+        scorer = reg.load_scorer(current)
+        contenders[f"champion ({current.label()})"] = np.asarray(
+            scorer.predict(candidate.test), dtype=np.float64
+        )
+    decision = decide(
+        y,
+        candidate.scores[CANDIDATE],
+        contenders,
+        metric=gate["metric"],
+        margin=float(gate["margin"]),
+        n_boot=int(evaluation["bootstrap_samples"]),
+        confidence_level=float(evaluation["confidence_level"]),
+        seed=int(gate["seed"]),
+    )
+    reg.record_decision(candidate.ref, decision.as_dict())
+    reason = decision.reason
+    if decision.promote:
+        reg.promote(candidate.ref, reason)
+        champion = candidate.ref
+    elif current is not None:
+        champion = current
+        reason = f"{reason}; the champion stays {current.label()}"
+    else:
+        champion = _register_best_baseline(reg, candidate, gate["metric"], reason)
+        reason = (
+            f"{reason}; no model has passed the gate yet, so the best baseline "
+            f"{champion.scorer_name} is the champion ({champion.label()})"
+        )
+    context.log.info(reason)
+    comparisons = pd.DataFrame([c.__dict__ for c in decision.comparisons])
+    return dg.Output(
+        ChampionDecision(
+            champion=champion,
+            promoted=decision.promote,
+            reason=reason,
+            candidate=candidate.ref,
+            metrics=candidate.metrics,
+            oracle_auc=candidate.oracle_auc,
+        ),
+        metadata={
+            "champion": champion.label(),
+            "promoted": decision.promote,
+            "reason": reason,
+            "candidate": candidate.ref.label(),
+            "comparisons": dg.MetadataValue.md(
+                _markdown(comparisons.set_index("contender")) if len(comparisons) else "(none)"
+            ),
+        },
+    )
+
+
+def _register_best_baseline(reg: Any, candidate: Candidate, metric: str, reason: str) -> ModelRef:
+    table = candidate.metrics.drop(index=[CANDIDATE, ORACLE], errors="ignore")
+    ascending = metric in ("log_loss", "brier")
+    best_name = str(table[metric].sort_values(ascending=ascending).index[0])
+    best = candidate.baselines[best_name]
+    run_id = reg.log_run(
+        run_name=f"baseline-{best_name}",
+        scorer=best,
+        kind="baseline",
+        params={"baseline": best_name},
+        data_window=candidate.windows,
+        metrics={k: float(v) for k, v in table.loc[best_name].items()},
+        figures={},
+        tables={},
+        input_example=candidate.test.head(5),
+        tags={"fallback_reason": reason[:4000]},
+    )
+    ref = reg.register(run_id, kind="baseline", scorer_name=best_name)
+    reg.promote(ref, f"fallback: {reason}")
+    return ref

@@ -1,0 +1,251 @@
+"""Run the whole pipeline in this process and summarise it for people and scripts.
+
+`nextbuy demo` and `nextbuy pipeline` call this; the Dagster UI runs the same job
+(`pipeline`) from the same Definitions. Runs are recorded in the Dagster instance under
+NEXTBUY_HOME/dagster, so `nextbuy ui` shows them afterwards.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+from orchestration.environment import Environment, current_environment
+
+DAGSTER_YAML = """\
+# Written by nextbuy: the Dagster instance for this NEXTBUY_HOME (runs, events, schedules).
+telemetry:
+  enabled: false
+"""
+
+
+def dagster_home(env: Environment) -> Path:
+    """The Dagster instance folder under NEXTBUY_HOME, with telemetry off in its config."""
+    home = env.home / "dagster"
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists():
+        config.write_text(DAGSTER_YAML, encoding="utf-8")
+    return home
+
+
+def instance(env: Environment) -> dg.DagsterInstance:
+    return dg.DagsterInstance.from_config(str(dagster_home(env)))
+
+
+class PipelineFailed(RuntimeError):
+    """A step or a blocking check failed; the message names it."""
+
+
+@dataclass(frozen=True)
+class PipelineResult:
+    run_id: str
+    as_of: str | None
+    report: dict[str, Any]
+    metrics: Any  # pandas DataFrame: overall test metrics per scorer
+    scored: int
+    audience: int
+
+
+def log_path(env: Environment) -> Path:
+    """Where the last in-process run's full output (Dagster events, dbt's log) goes."""
+    return env.home / "logs" / "pipeline.log"
+
+
+@contextmanager
+def _output_to(path: Path | None) -> Iterator[None]:
+    """dagster-dbt writes every dbt line to stdout and Dagster logs each event to stderr:
+    hundreds of lines. The CLI sends them to a file and prints a short report instead."""
+    if path is None:
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with (
+        open(path, "w", encoding="utf-8") as log,
+        redirect_stdout(log),
+        redirect_stderr(log),
+    ):
+        yield
+
+
+def run_pipeline(
+    as_of: dt.date | None, *, full_refresh: bool = False, log_to: Path | None = None
+) -> PipelineResult:
+    """Materialise every asset of the `pipeline` job in this process.
+
+    With ``log_to``, the run's output goes to that file rather than the terminal.
+    """
+    from orchestration.definitions import build_definitions
+
+    env = current_environment()
+    with _output_to(log_to):
+        return _run(env, build_definitions(), as_of, full_refresh)
+
+
+def _run(
+    env: Environment, defs: dg.Definitions, as_of: dt.date | None, full_refresh: bool
+) -> PipelineResult:
+    job = defs.resolve_job_def("pipeline")
+    run_config = {
+        "ops": {
+            "feature_models": {
+                "config": {
+                    "as_of": as_of.isoformat() if as_of else None,
+                    "full_refresh": full_refresh,
+                }
+            }
+        }
+    }
+    with instance(env) as inst:
+        result = job.execute_in_process(run_config=run_config, instance=inst, raise_on_error=False)
+        if not result.success:
+            raise PipelineFailed(_failure_summary(result, defs))
+        decision = result.output_for_node("champion_model")
+        scores_event = _materialization(result, dg.AssetKey(["ml", "customer_scores"]))
+    scored = int(scores_event.get("dagster/row_count", 0)) if scores_event else 0
+    report = summary_json(decision)
+    return PipelineResult(
+        run_id=result.run_id,
+        as_of=as_of.isoformat() if as_of else None,
+        report=report,
+        metrics=decision.metrics,
+        scored=scored,
+        audience=_count_audience(env),
+    )
+
+
+def _materialization(result: dg.ExecuteInProcessResult, key: dg.AssetKey) -> dict[str, Any]:
+    for event in result.get_asset_materialization_events():
+        materialization = event.event_specific_data.materialization  # type: ignore[union-attr]
+        if materialization.asset_key == key:
+            return {k: v.value for k, v in materialization.metadata.items()}
+    return {}
+
+
+def _count_audience(env: Environment) -> int:
+    from thelook.warehouse import connect, count_rows
+
+    con = connect(env.warehouse_path, read_only=True)
+    try:
+        return count_rows(con, "marts.campaign_audience")
+    finally:
+        con.close()
+
+
+def _failure_summary(result: dg.ExecuteInProcessResult, defs: dg.Definitions) -> str:
+    """Which checks failed (with the suite's own account), which steps failed, and which
+    assets were therefore not materialised."""
+    lines = []
+    for event in result.all_events:
+        if event.event_type_value == "ASSET_CHECK_EVALUATION":
+            evaluation = event.event_specific_data
+            if not evaluation.passed:  # type: ignore[union-attr]
+                lines.append(
+                    f"check {evaluation.check_name} on "  # type: ignore[union-attr]
+                    f"{evaluation.asset_key.to_user_string()} failed: "  # type: ignore[union-attr]
+                    f"{evaluation.description}"  # type: ignore[union-attr]
+                )
+        if event.event_type_value == "STEP_FAILURE":
+            error = event.step_failure_data.error  # type: ignore[union-attr]
+            if error and error.cls_name == "DagsterAssetCheckFailedError":
+                continue  # the check's own line above says more
+            message = error.message.strip() if error else "unknown error"
+            lines.append(f"step {event.step_key} failed: {message}")
+    graph = defs.resolve_asset_graph()
+    planned = {k for k in graph.get_all_asset_keys() if graph.get(k).is_materializable}
+    done = {
+        e.asset_key
+        for e in result.all_events
+        if e.event_type_value == "ASSET_MATERIALIZATION" and e.asset_key is not None
+    }
+    left = sorted(k.to_user_string() for k in planned - done)
+    if left:
+        lines.append(f"not materialised, so left as they were: {', '.join(left)}")
+    return "\n".join(lines) or "the run failed"
+
+
+def _finite(value: Any) -> float | None:
+    if value is None:
+        return None
+    number = float(value)
+    return None if math.isnan(number) else round(number, 4)
+
+
+def summary_json(decision: Any) -> dict[str, Any]:
+    """The report's machine-readable line (the keys scripts rely on)."""
+    from orchestration.defs.training.assets import CANDIDATE, ORACLE
+
+    metrics = decision.metrics
+    baselines = metrics.drop(index=[CANDIDATE, ORACLE], errors="ignore")
+    best = baselines["roc_auc"].astype(float).idxmax()
+    return {
+        "auc": _finite(metrics.loc[CANDIDATE, "roc_auc"]),
+        "best_baseline": str(best),
+        "best_baseline_auc": _finite(baselines.loc[best, "roc_auc"]),
+        "oracle_auc": _finite(decision.oracle_auc),
+        "lift_at_10": _finite(metrics.loc[CANDIDATE].get("lift_at_10")),
+        "champion": f"{decision.champion.name} v{decision.champion.version}",
+        "champion_kind": decision.champion.kind,
+        "candidate": f"{decision.candidate.name} v{decision.candidate.version}",
+        "promoted": bool(decision.promoted),
+        "reason": decision.reason,
+    }
+
+
+def report_lines(result: PipelineResult, env: Environment) -> list[str]:
+    """The human part of the report: metrics against baselines and the best achievable."""
+    from orchestration.defs.training.assets import CANDIDATE, ORACLE
+
+    metrics = result.metrics
+    columns = [
+        c
+        for c in ("roc_auc", "pr_auc", "lift_at_10", "lift_at_20", "log_loss", "brier")
+        if c in metrics.columns
+    ]
+    names = {CANDIDATE: "catboost (candidate)", ORACLE: "oracle (true probabilities)"}
+    order = [CANDIDATE, *[i for i in metrics.index if i not in (CANDIDATE, ORACLE)]]
+    if ORACLE in metrics.index:
+        order.append(ORACLE)
+    first = metrics.iloc[0]
+    lines = [
+        f"test window: {int(first['n']):,} examples, {int(first['positives']):,} positives "
+        f"(rate {first['base_rate']:.3f})",
+        f"  {'scorer':<30}" + "".join(f"{c:>11}" for c in columns),
+    ]
+    for name in order:
+        row = metrics.loc[name]
+        cells = "".join(
+            f"{'-':>11}" if math.isnan(float(row[c])) else f"{float(row[c]):>11.4f}"
+            for c in columns
+        )
+        lines.append(f"  {names.get(name, name):<30}{cells}")
+    report = result.report
+    lines += [
+        f"gate: {'promoted' if report['promoted'] else 'not promoted'} - {report['reason']}",
+        f"champion: {report['champion']} ({report['champion_kind']})",
+        f"scores: {result.scored:,} customers in ml.customer_scores as of "
+        f"{result.as_of or 'today'}; campaign_audience: {result.audience:,} customers",
+        f"Dagster run {result.run_id}: `nextbuy ui` opens the Dagster UI "
+        "(http://127.0.0.1:3000), the dbt docs (http://127.0.0.1:8580) and MLflow "
+        "(http://127.0.0.1:5000)",
+        f"MLflow store: {_tracking(env)}",
+    ]
+    return lines
+
+
+def _tracking(env: Environment) -> str:
+    from orchestration.registry import tracking_uri
+
+    return tracking_uri(env)
+
+
+def report_json(result: PipelineResult) -> str:
+    return json.dumps(result.report, sort_keys=False)

@@ -1,0 +1,132 @@
+"""Dagster resources, chosen from the environment (orchestration/environment.py).
+
+local: the DuckDB file under NEXTBUY_HOME, dbt's `local` target, MLflow's SQLite store.
+production: dbt's `bigquery` target and the tracking server named by MLFLOW_TRACKING_URI.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import dagster as dg
+import duckdb
+import pandas as pd
+from dagster_dbt import DbtCliResource
+
+from orchestration.environment import Environment, current_environment
+
+if TYPE_CHECKING:
+    from orchestration.registry import Registry
+from orchestration.parameters import load_parameters, parameters_path
+
+
+class ParametersResource(dg.ConfigurableResource):  # type: ignore[type-arg]
+    """The versioned parameters file, read afresh by every run that needs it."""
+
+    path: str
+
+    def load(self) -> dict[str, Any]:
+        return load_parameters(Path(self.path))
+
+
+class WarehouseResource(dg.ConfigurableResource):  # type: ignore[type-arg]
+    """The embedded DuckDB warehouse, for the Python steps that read marts and write scores.
+
+    dbt reaches the same file through its own profile; the two never hold it at once,
+    because Dagster runs dbt as a subprocess that has exited before the next step starts.
+    """
+
+    path: str
+
+    @contextmanager
+    def connect(self, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        from thelook.warehouse import connect
+
+        con = connect(Path(self.path), read_only=read_only)
+        try:
+            yield con
+        finally:
+            con.close()
+
+    def read_table(self, table: str) -> pd.DataFrame:
+        with self.connect(read_only=True) as con:
+            if not _exists(con, table):
+                raise LookupError(
+                    f"warehouse table {table} does not exist in {self.path}: build the dbt "
+                    "models first (`nextbuy features`, or materialise the features group)"
+                )
+            return con.execute(f"select * from {table}").df()
+
+    def has_table(self, table: str) -> bool:
+        with self.connect(read_only=True) as con:
+            return _exists(con, table)
+
+    def replace_scores(self, scores: pd.DataFrame, as_of: dt.date, table: str) -> int:
+        """Replace the rows of one as_of date in one transaction; returns rows written.
+
+        Delete and insert commit together, so a reader sees the old scores or the new,
+        never half of each, and a re-run replaces rather than duplicates.
+        """
+        from thelook.warehouse import transaction
+
+        schema = table.split(".")[0]
+        with self.connect() as con:
+            con.execute(f"create schema if not exists {schema}")
+            con.register("_new_scores", scores)
+            with transaction(con):
+                con.execute(
+                    f"create table if not exists {table} as select * from _new_scores where false"
+                )
+                con.execute(f"delete from {table} where as_of = ?", [as_of])
+                con.execute(f"insert into {table} by name select * from _new_scores")
+            con.unregister("_new_scores")
+        return len(scores)
+
+
+class RegistryResource(dg.ConfigurableResource):  # type: ignore[type-arg]
+    """The MLflow tracking store and model registry (orchestration/registry.py)."""
+
+    tracking_uri: str
+
+    def open(self, params: dict[str, Any]) -> Registry:
+        from orchestration.registry import Registry
+
+        settings = params["registry"]
+        return Registry(
+            self.tracking_uri,
+            experiment=settings["experiment"],
+            model_name=settings["model_name"],
+            alias=settings["champion_alias"],
+        )
+
+
+def _exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
+    schema, name = table.split(".")
+    rows = con.execute(
+        "select 1 from information_schema.tables where table_schema = ? and table_name = ?",
+        [schema, name],
+    ).fetchall()
+    return bool(rows)
+
+
+def build_resources(env: Environment | None = None) -> dict[str, Any]:
+    """Every resource the definitions use, for this environment."""
+    from orchestration.dbt import dbt_executable
+    from orchestration.defs.features.project import dbt_project
+    from orchestration.registry import tracking_uri
+
+    env = env or current_environment()
+    return {
+        "dbt": DbtCliResource(
+            project_dir=dbt_project(env),
+            dbt_executable=dbt_executable(),
+            target="bigquery" if env.name == "production" else "local",
+        ),
+        "warehouse": WarehouseResource(path=str(env.warehouse_path)),
+        "parameters": ParametersResource(path=str(parameters_path())),
+        "registry": RegistryResource(tracking_uri=tracking_uri(env)),
+    }
