@@ -207,6 +207,10 @@ class Registry:
                     self._experiment_id = created.experiment_id
         return str(self._experiment_id)
 
+    def artifact_uri(self, run_id: str) -> str:
+        """Where a run's artifacts (figures/, tables/, the model) are stored."""
+        return str(self.client.get_run(run_id).info.artifact_uri)
+
     def log_run(
         self,
         *,

@@ -253,3 +253,26 @@ def test_every_asset_is_described_grouped_and_lineage_starts_at_raw(home: Path) 
     } <= ancestors
     checks = {k.name for k in graph.asset_check_keys}
     assert {"gx_training_examples", "gx_customer_features", "gx_customer_scores"} <= checks
+
+
+def test_the_candidate_run_is_in_mlflow_with_metrics_and_plots(
+    history: History, home: Path
+) -> None:
+    from orchestration.environment import current_environment
+    from orchestration.registry import Registry
+
+    registry = Registry.from_parameters(load_parameters(), current_environment())
+    candidate = history.runs["first"].champion
+    run = registry.client.get_run(candidate.run_id)
+    assert run.data.metrics["roc_auc"] == pytest.approx(
+        history.runs["first"].result.report["auc"], abs=1e-4
+    )
+    assert "baseline.rate_by_gender.roc_auc" in run.data.metrics
+    assert run.data.params["data.test_examples"] == str(
+        int(history.runs["first"].result.metrics.loc["catboost", "n"])
+    )
+    figures = Path(registry.artifact_uri(candidate.run_id).removeprefix("file://")) / "figures"
+    assert {p.name for p in figures.iterdir()} >= {"roc.png", "gains.png", "calibration.png"}
+    # The gate's decision is kept on the version.
+    version = registry.client.get_model_version(candidate.name, candidate.version)
+    assert version.tags["gate.promote"] == "true"

@@ -1,6 +1,7 @@
 """customer_scores: the champion scores customer_features into ml.customer_scores."""
 
 import datetime as dt
+import time
 
 import dagster as dg
 import numpy as np
@@ -50,6 +51,7 @@ def customer_scores(
             f"the registry has no '{params['registry']['champion_alias']}' alias for "
             f"{params['registry']['model_name']}: materialise champion_model first"
         )
+    started = time.perf_counter()
     features = warehouse.read_table(CUSTOMER_FEATURES)
     if features.empty:
         raise ValueError(f"{CUSTOMER_FEATURES} is empty: there is no customer to score")
@@ -72,10 +74,14 @@ def customer_scores(
         }
     )
     written = warehouse.replace_scores(scores, as_of, SCORES_TABLE)
+    seconds = time.perf_counter() - started
     context.log.info(f"{written:,} customers scored as of {as_of} by {champion.label()}")
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": written,
+            # Read, score and write, end to end.
+            "seconds": round(seconds, 2),
+            "customers_per_second": round(written / seconds) if seconds > 0 else None,
             "as_of": as_of.isoformat(),
             "champion": champion.label(),
             "mean_score": float(score.mean()),

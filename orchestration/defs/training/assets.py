@@ -4,6 +4,7 @@ warehouse, call ml/ and record what happened where people look: asset metadata, 
 """
 
 import math
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -98,9 +99,11 @@ def candidate_model(
     split = time_gapped_split(examples, **split_params)
     train, validation, test = split.train, split.validation, split.test
 
+    started = time.perf_counter()
     model = PropensityModel.from_parameters(params["model"]).fit(
         train, train["label"], eval_set=(validation, validation["label"])
     )
+    fit_seconds = time.perf_counter() - started
     baselines = {
         b.name: b.fit(train, train["label"])
         for b in rule_baselines(evaluation["baseline_group_columns"])
@@ -153,7 +156,7 @@ def candidate_model(
     }
     reg = registry.open(params)
     run_id = reg.log_run(
-        run_name=f"{CANDIDATE}-{context.run_id[:8]}",
+        run_name=f"{CANDIDATE}-{context.run.run_id[:8]}",
         scorer=model,
         kind="model",
         params={
@@ -167,6 +170,7 @@ def candidate_model(
         data_window=data_window,
         metrics={
             **evaluations[CANDIDATE].flat(),
+            "fit_seconds": fit_seconds,
             **{
                 f"baseline.{name}.{metric}": value
                 for name in scores
@@ -181,7 +185,7 @@ def candidate_model(
             "feature_importance": model.feature_importance_table(),
         },
         input_example=test.head(5),
-        tags={"dagster.run_id": context.run_id},
+        tags={"dagster.run_id": context.run.run_id},
     )
     ref = reg.register(run_id, kind="model", scorer_name=CANDIDATE)
     oracle_auc = float(evaluations[ORACLE].overall["roc_auc"]) if oracle is not None else None
@@ -201,6 +205,9 @@ def candidate_model(
         metadata={
             "model": ref.label(),
             "mlflow_run_id": run_id,
+            "mlflow_experiment_id": reg.experiment_id(),
+            # roc.png, gains.png, calibration.png; `nextbuy ui` shows them in MLflow.
+            "plots": dg.MetadataValue.path(f"{reg.artifact_uri(run_id)}/figures"),
             "test_roc_auc": float(top["roc_auc"]),
             "test_lift_at_10": float(top.get("lift_at_10", math.nan)),
             "oracle_roc_auc": oracle_auc,
@@ -213,6 +220,7 @@ def candidate_model(
             "test_examples": len(test),
             "windows": windows,
             "best_iteration": model.best_iteration_,
+            "fit_seconds": round(fit_seconds, 2),
         },
     )
 
