@@ -52,14 +52,16 @@ class WarehouseResource(dg.ConfigurableResource):  # type: ignore[type-arg]
         finally:
             con.close()
 
-    def read_table(self, table: str) -> pd.DataFrame:
+    def read_table(self, table: str, order_by: str) -> pd.DataFrame:
+        """The whole table, in a fixed row order: DuckDB scans in parallel, and CatBoost's
+        result depends on row order, so the same data must always arrive the same way."""
         with self.connect(read_only=True) as con:
             if not _exists(con, table):
                 raise LookupError(
                     f"warehouse table {table} does not exist in {self.path}: build the dbt "
                     "models first (`nextbuy features`, or materialise the features group)"
                 )
-            return con.execute(f"select * from {table}").df()
+            return con.execute(f"select * from {table} order by {order_by}").df()
 
     def has_table(self, table: str) -> bool:
         with self.connect(read_only=True) as con:

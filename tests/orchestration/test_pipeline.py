@@ -192,6 +192,8 @@ def test_scoring_twice_gives_the_same_table(history: History) -> None:
 
 def test_a_candidate_equal_to_the_champion_is_not_promoted(history: History) -> None:
     report = history.runs["again"].result.report
+    # Same data, same parameters, same seed: the same model.
+    assert report["auc"] == history.runs["first"].result.report["auc"]
     assert report["promoted"] is False
     assert "champion" in report["reason"] and "does not exclude zero" in report["reason"]
     # Every candidate is registered, promoted or not.

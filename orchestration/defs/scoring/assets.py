@@ -52,7 +52,7 @@ def customer_scores(
             f"{params['registry']['model_name']}: materialise champion_model first"
         )
     started = time.perf_counter()
-    features = warehouse.read_table(CUSTOMER_FEATURES)
+    features = warehouse.read_table(CUSTOMER_FEATURES, order_by="customer_id")
     if features.empty:
         raise ValueError(f"{CUSTOMER_FEATURES} is empty: there is no customer to score")
     as_of_values = pd.to_datetime(features["as_of"]).dt.date.unique()

@@ -95,7 +95,7 @@ def candidate_model(
     logged as an MLflow run and registered as a new model version."""
     params = parameters.load()
     split_params, evaluation = params["split"], params["evaluation"]
-    examples = warehouse.read_table(TRAINING_EXAMPLES)
+    examples = warehouse.read_table(TRAINING_EXAMPLES, order_by="as_of, customer_id, order_id")
     split = time_gapped_split(examples, **split_params)
     train, validation, test = split.train, split.validation, split.test
 
