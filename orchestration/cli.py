@@ -136,12 +136,16 @@ def simulate(
 def warehouse(warehouse_path: str | None) -> None:
     """Show what the warehouse's raw schema holds."""
 
-    path = _warehouse(warehouse_path)
+    path = _require_warehouse(_warehouse(warehouse_path))
+    _print_warehouse(path)
+
+
+def _require_warehouse(path: Path) -> Path:
     if not path.exists():
         raise click.ClickException(
             f"no warehouse at {path}; run `nextbuy simulate` or `nextbuy load-thelook`"
         )
-    _print_warehouse(path)
+    return path
 
 
 def _print_warehouse(path: Path) -> None:
@@ -298,6 +302,7 @@ def _pipeline_and_report(as_of: dt.date | None, full_refresh: bool) -> None:
 def pipeline(as_of: dt.datetime | None, full_refresh: bool) -> None:
     """Run the whole pipeline on the current warehouse: features, checks, training, gate,
     scores, audience; then print the report."""
+    _require_warehouse(current_environment().warehouse_path)
     _pipeline_and_report(as_of.date() if as_of else None, full_refresh)
 
 

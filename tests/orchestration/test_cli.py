@@ -63,3 +63,9 @@ def test_features_builds_and_counts_the_marts() -> None:
     assert "marts.training_examples" in result.output and "label rate" in result.output
     again = runner.invoke(main, ["dbt", "run", "--select", "customer_features"])
     assert again.exit_code == 0
+
+
+def test_pipeline_without_a_warehouse_says_what_to_do() -> None:
+    result = CliRunner().invoke(main, ["pipeline"])
+    assert result.exit_code == 1
+    assert "no warehouse at" in result.output and "nextbuy simulate" in result.output
