@@ -67,26 +67,33 @@ class WarehouseResource(dg.ConfigurableResource):  # type: ignore[type-arg]
         with self.connect(read_only=True) as con:
             return _exists(con, table)
 
-    def replace_scores(self, scores: pd.DataFrame, as_of: dt.date, table: str) -> int:
-        """Replace the rows of one as_of date in one transaction; returns rows written.
+    def stage_scores(self, scores: pd.DataFrame, table: str) -> str:
+        """Write new scores beside ``table`` (as ``<table>__staged``), where they can be
+        validated before anyone reads them; returns the staged table's name."""
+        staged = f"{table}__staged"
+        with self.connect() as con:
+            con.execute(f"create schema if not exists {table.split('.')[0]}")
+            con.register("_new_scores", scores)
+            con.execute(f"create or replace table {staged} as select * from _new_scores")
+            con.unregister("_new_scores")
+        return staged
+
+    def publish_scores(self, staged: str, as_of: dt.date, table: str) -> int:
+        """Replace the rows of one as_of date of ``table`` with the staged scores, in one
+        transaction; returns rows written.
 
         Delete and insert commit together, so a reader sees the old scores or the new,
         never half of each, and a re-run replaces rather than duplicates.
         """
         from thelook.warehouse import transaction
 
-        schema = table.split(".")[0]
-        with self.connect() as con:
-            con.execute(f"create schema if not exists {schema}")
-            con.register("_new_scores", scores)
-            with transaction(con):
-                con.execute(
-                    f"create table if not exists {table} as select * from _new_scores where false"
-                )
-                con.execute(f"delete from {table} where as_of = ?", [as_of])
-                con.execute(f"insert into {table} by name select * from _new_scores")
-            con.unregister("_new_scores")
-        return len(scores)
+        with self.connect() as con, transaction(con):
+            con.execute(f"create table if not exists {table} as select * from {staged} where false")
+            con.execute(f"delete from {table} where as_of = ?", [as_of])
+            con.execute(f"insert into {table} by name select * from {staged}")
+            row = con.execute(f"select count(*) from {staged}").fetchone()
+            con.execute(f"drop table {staged}")
+        return int(row[0]) if row else 0
 
 
 class RegistryResource(dg.ConfigurableResource):  # type: ignore[type-arg]

@@ -6,7 +6,9 @@ test reads what it needs without paying for the runs again:
 1. a first run on a fresh warehouse (the champion is made),
 2. the same data again (the candidate ties the champion; scoring is repeated),
 3. a deliberately worse candidate (a one-tree CatBoost),
-4. bad data: every product relabelled a target brand, so the label rate leaves its band
+4. a broken champion (scores above 1) promoted by hand: scoring refuses to publish its
+   scores, then `rollback` restores the champion before it,
+5. bad data: every product relabelled a target brand, so the label rate leaves its band
    and the training_examples suite blocks training.
 """
 
@@ -78,6 +80,51 @@ def _snapshot(home: Path, result: Any = None, error: str | None = None) -> Snaps
     )
 
 
+class BrokenScorer:
+    """A "model" whose scores are not probabilities: what the scores suite must stop."""
+
+    name = "broken"
+    is_probability = True
+
+    def predict_proba(self, X: pd.DataFrame) -> Any:
+        import numpy as np
+
+        return np.full(len(X), 1.5)
+
+
+def _promote_broken_scorer_and_score(home: Path) -> tuple[str, Snapshot]:
+    """Register and promote BrokenScorer, materialise customer_scores alone, then roll the
+    alias back; returns scoring's error and the state after the rollback."""
+    import dagster as dg
+
+    from orchestration.defs.scoring.assets import customer_scores
+    from orchestration.environment import current_environment
+    from orchestration.registry import Registry
+    from orchestration.resources import build_resources
+
+    registry = Registry.from_parameters(load_parameters(), current_environment())
+    scorer = BrokenScorer()
+    run_id = registry.log_run(
+        run_name="broken",
+        scorer=scorer,
+        kind="model",
+        params={},
+        data_window={},
+        metrics={},
+        figures={},
+        tables={},
+        input_example=pd.DataFrame({"customer_id": [1]}),
+        tags={},
+    )
+    registry.promote(registry.register(run_id, kind="model", scorer_name=scorer.name), "test")
+    result = dg.materialize([customer_scores], resources=build_resources(), raise_on_error=False)
+    assert not result.success
+    (failure,) = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    error = failure.step_failure_data.error  # type: ignore[union-attr]
+    registry.rollback()
+    return (error.message if error else ""), _snapshot(home)
+
+
 @dataclass
 class History:
     home: Path
@@ -109,6 +156,9 @@ def history(tmp_path_factory: pytest.TempPathFactory) -> Iterator[History]:
         mp.setenv("NEXTBUY_PARAMETERS", str(worse))
         runs["worse"] = _snapshot(home, run_pipeline(AS_OF))
         mp.setenv("NEXTBUY_PARAMETERS", str(parameters))
+
+        error, runs["rolled_back"] = _promote_broken_scorer_and_score(home)
+        runs["rolled_back"].error = error
 
         target = load_parameters()["campaign"]["target_brands"][0]
         con = connect(home / "warehouse.duckdb")
@@ -214,7 +264,7 @@ def test_the_gate_refuses_a_worse_candidate(history: History) -> None:
 def test_bad_data_is_blocked_by_the_expectation_suite_and_nothing_changes(
     history: History,
 ) -> None:
-    before, after = history.runs["worse"], history.runs["bad_data"]
+    before, after = history.runs["rolled_back"], history.runs["bad_data"]
     assert after.error is not None
     assert "gx_training_examples" in after.error
     assert "expect_column_mean_to_be_between" in after.error and "label" in after.error
@@ -225,6 +275,20 @@ def test_bad_data_is_blocked_by_the_expectation_suite_and_nothing_changes(
     pd.testing.assert_frame_equal(before.scores, after.scores)
     assert before.audience is not None and after.audience is not None
     pd.testing.assert_frame_equal(before.audience, after.audience)
+
+
+def test_scores_that_fail_their_suite_are_not_published_and_rollback_restores(
+    history: History,
+) -> None:
+    worse, rolled_back = history.runs["worse"], history.runs["rolled_back"]
+    error = rolled_back.error or ""
+    assert "ml.customer_scores is unchanged" in error
+    assert "expect_column_values_to_be_between" in error and "score" in error
+    assert worse.scores is not None and rolled_back.scores is not None
+    pd.testing.assert_frame_equal(worse.scores, rolled_back.scores)
+    # The broken version stays registered, but the alias is back on the champion before it.
+    assert rolled_back.versions == worse.versions + 1
+    assert rolled_back.champion == worse.champion
 
 
 def test_every_asset_is_described_grouped_and_lineage_starts_at_raw(home: Path) -> None:

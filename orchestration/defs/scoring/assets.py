@@ -2,6 +2,7 @@
 
 import datetime as dt
 import time
+from pathlib import Path
 
 import dagster as dg
 import numpy as np
@@ -13,6 +14,7 @@ from orchestration.resources import ParametersResource, RegistryResource, Wareho
 CUSTOMER_FEATURES = "marts.customer_features"
 SCORES_TABLE = "ml.customer_scores"
 SCORES_KEY = dg.AssetKey(["ml", "customer_scores"])
+SUITE = "customer_scores"
 
 
 def deciles(scores: np.ndarray, bins: int) -> np.ndarray:
@@ -41,8 +43,9 @@ def customer_scores(
 ) -> dg.MaterializeResult:  # type: ignore[type-arg]
     """Every customer of customer_features scored by the model the registry's `champion`
     alias points at (read at run time, so a rollback takes effect at the next scoring),
-    written to ml.customer_scores: the rows of that as_of date replaced in one
-    transaction, so a re-run never duplicates and a failure leaves the old rows."""
+    written to ml.customer_scores: staged, validated with the customer_scores suite, then
+    the rows of that as_of date replaced in one transaction, so a re-run never
+    duplicates and a failure (of the model or of the suite) leaves the old rows."""
     params = parameters.load()
     reg = registry.open(params)
     champion = reg.champion()
@@ -73,7 +76,23 @@ def customer_scores(
             "scored_at": pd.Timestamp.now(tz="UTC").tz_localize(None),
         }
     )
-    written = warehouse.replace_scores(scores, as_of, SCORES_TABLE)
+    from orchestration.defs.quality.gx import suite_parameters, validate_table, warehouse_url
+
+    # Validated before they replace anything: bad scores never reach the table.
+    staged = warehouse.stage_scores(scores, SCORES_TABLE)
+    outcome = validate_table(
+        warehouse_url(Path(warehouse.path)), staged, SUITE, suite_parameters(params)
+    )
+    if not outcome.success:
+        raise dg.Failure(
+            description=(
+                f"the scores of {champion.label()} fail expectations/{SUITE}.json, so "
+                f"{SCORES_TABLE} is unchanged (the rejected scores are in {staged}):\n"
+                f"{outcome.summary()}"
+            ),
+            metadata=outcome.as_metadata(),
+        )
+    written = warehouse.publish_scores(staged, as_of, SCORES_TABLE)
     seconds = time.perf_counter() - started
     context.log.info(f"{written:,} customers scored as of {as_of} by {champion.label()}")
     return dg.MaterializeResult(
