@@ -160,6 +160,11 @@ def _metric(metric: str, y_true: npt.ArrayLike, score: npt.ArrayLike) -> float:
 # ------------------------------------------------------------------ public metrics
 
 
+def higher_is_better(metric: str) -> bool:
+    """False for the losses (log loss, Brier), True for every other metric."""
+    return metric not in _LOWER_IS_BETTER
+
+
 def metric_value(metric: str, y_true: npt.ArrayLike, score: npt.ArrayLike) -> float:
     """Any metric by its name in `metric_names` (e.g. "roc_auc", "lift_at_10")."""
     return _metric(metric, y_true, score)
@@ -333,7 +338,7 @@ class BootstrapDifference:
 
     @property
     def higher_is_better(self) -> bool:
-        return self.metric not in _LOWER_IS_BETTER
+        return higher_is_better(self.metric)
 
     @property
     def a_is_better(self) -> bool:

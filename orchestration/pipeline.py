@@ -93,6 +93,8 @@ def run_pipeline(
 def _run(
     env: Environment, defs: dg.Definitions, as_of: dt.date | None, full_refresh: bool
 ) -> PipelineResult:
+    from orchestration.defs.scoring.assets import SCORES_KEY
+
     job = defs.resolve_job_def("pipeline")
     run_config = {
         "ops": {
@@ -109,7 +111,7 @@ def _run(
         if not result.success:
             raise PipelineFailed(_failure_summary(result, defs))
         decision = result.output_for_node("champion_model")
-        scores_event = _materialization(result, dg.AssetKey(["ml", "customer_scores"]))
+        scores_event = _materialization(result, SCORES_KEY)
     scored = int(scores_event.get("dagster/row_count", 0)) if scores_event else 0
     report = summary_json(decision)
     return PipelineResult(

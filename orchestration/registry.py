@@ -143,7 +143,11 @@ class ScorerModel(PythonModel):
         self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
     ) -> np.ndarray:
         """One score per row of ``model_input`` (a features DataFrame)."""
-        return np.asarray(self.scorer.predict_proba(model_input), dtype=np.float64).ravel()
+        return _scores(self.scorer, model_input)
+
+
+def _scores(scorer: Any, frame: pd.DataFrame) -> np.ndarray:
+    return np.asarray(scorer.predict_proba(frame), dtype=np.float64).ravel()
 
 
 @dataclass(frozen=True)
@@ -158,7 +162,7 @@ class LoadedScorer:
     scorer: Any
 
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
-        return np.asarray(self.scorer.predict_proba(frame), dtype=np.float64).ravel()
+        return _scores(self.scorer, frame)
 
 
 class Registry:
@@ -302,14 +306,17 @@ class Registry:
 
     # Registry -------------------------------------------------------------------------
 
-    def register(self, run_id: str, *, kind: str, scorer_name: str) -> ModelRef:
-        """Register the run's model as a new version of ``model_name``."""
+    def register(self, run_id: str) -> ModelRef:
+        """Register the run's model as a new version of ``model_name`` (its kind and scorer
+        name are the run's, as `log_run` tagged them)."""
         run = self.client.get_run(run_id)
+        tags = run.data.tags
+        kind, scorer_name = tags.get("kind"), tags.get("scorer_name")
         outputs = run.outputs.model_outputs if run.outputs else []
-        model_id = run.data.tags.get("model_id") or next((o.model_id for o in outputs), None)
-        if model_id is None:
+        model_id = tags.get("model_id") or next((o.model_id for o in outputs), None)
+        if model_id is None or kind is None or scorer_name is None:
             raise RegistryError(
-                f"run {run_id} holds no logged model to register as {self.model_name}"
+                f"run {run_id} holds no model logged by Registry.log_run to register as {self.model_name}"
             )
         self._ensure_registered_model()
         # MLflow's SQL registry resolves a models:/<model_id> source through the global

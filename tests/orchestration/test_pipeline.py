@@ -92,9 +92,9 @@ class BrokenScorer:
         return np.full(len(X), 1.5)
 
 
-def _promote_broken_scorer_and_score(home: Path) -> tuple[str, Snapshot]:
+def _promote_broken_scorer_and_score(home: Path) -> Snapshot:
     """Register and promote BrokenScorer, materialise customer_scores alone, then roll the
-    alias back; returns scoring's error and the state after the rollback."""
+    alias back; returns the state after the rollback, with scoring's error and check."""
     import dagster as dg
 
     from orchestration.defs.scoring.assets import customer_scores
@@ -116,13 +116,16 @@ def _promote_broken_scorer_and_score(home: Path) -> tuple[str, Snapshot]:
         input_example=pd.DataFrame({"customer_id": [1]}),
         tags={},
     )
-    registry.promote(registry.register(run_id, kind="model", scorer_name=scorer.name), "test")
+    registry.promote(registry.register(run_id), "test")
     result = dg.materialize([customer_scores], resources=build_resources(), raise_on_error=False)
     assert not result.success
     (failure,) = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
     error = failure.step_failure_data.error  # type: ignore[union-attr]
+    (check,) = result.get_asset_check_evaluations()
     registry.rollback()
-    return (error.message if error else ""), _snapshot(home)
+    snapshot = _snapshot(home, error=error.message if error else "")
+    snapshot.extra["check"] = check
+    return snapshot
 
 
 @dataclass
@@ -157,8 +160,7 @@ def history(tmp_path_factory: pytest.TempPathFactory) -> Iterator[History]:
         runs["worse"] = _snapshot(home, run_pipeline(AS_OF))
         mp.setenv("NEXTBUY_PARAMETERS", str(parameters))
 
-        error, runs["rolled_back"] = _promote_broken_scorer_and_score(home)
-        runs["rolled_back"].error = error
+        runs["rolled_back"] = _promote_broken_scorer_and_score(home)
 
         target = load_parameters()["campaign"]["target_brands"][0]
         con = connect(home / "warehouse.duckdb")
@@ -281,9 +283,10 @@ def test_scores_that_fail_their_suite_are_not_published_and_rollback_restores(
     history: History,
 ) -> None:
     worse, rolled_back = history.runs["worse"], history.runs["rolled_back"]
-    error = rolled_back.error or ""
-    assert "ml.customer_scores is unchanged" in error
-    assert "expect_column_values_to_be_between" in error and "score" in error
+    assert "ml.customer_scores is unchanged" in (rolled_back.error or "")
+    check = rolled_back.extra["check"]
+    assert check.check_name == "gx_customer_scores" and not check.passed
+    assert "expect_column_values_to_be_between on score" in (check.description or "")
     assert worse.scores is not None and rolled_back.scores is not None
     pd.testing.assert_frame_equal(worse.scores, rolled_back.scores)
     # The broken version stays registered, but the alias is back on the champion before it.

@@ -155,7 +155,7 @@ def test_log_register_promote_and_load(registry: Registry, examples: pd.DataFram
         Path(registry.tracking_uri.removeprefix("sqlite:///")).parent.as_uri()
     )
 
-    ref = registry.register(run_id, kind="baseline", scorer_name=scorer.name)
+    ref = registry.register(run_id)
     assert (ref.version, ref.kind, ref.scorer_name, ref.run_id) == (
         "1",
         "baseline",
@@ -178,7 +178,7 @@ def test_a_catboost_model_scores_the_same_once_loaded(
     section["catboost"] = {**section["catboost"], "iterations": 20, "thread_count": 1}
     model = PropensityModel.from_parameters(section).fit(examples, examples["label"])
     run_id = _log(registry, model, examples, kind="model")
-    ref = registry.register(run_id, kind="model", scorer_name=model.name)
+    ref = registry.register(run_id)
     assert examples["gender"].isna().any()  # NULLs reach the loaded model as they are
     scores = registry.load_scorer(ref).predict(examples)
     assert scores.dtype == np.float64 and scores.shape == (len(examples),)
@@ -188,8 +188,8 @@ def test_a_catboost_model_scores_the_same_once_loaded(
 def test_decision_is_kept_on_the_version(
     registry: Registry, baseline_run: tuple[str, RateByGroup]
 ) -> None:
-    run_id, scorer = baseline_run
-    ref = registry.register(run_id, kind="baseline", scorer_name=scorer.name)
+    run_id, _ = baseline_run
+    ref = registry.register(run_id)
     decision = {"promote": False, "reason": "no better than rate_by_gender", "margin": 0.005}
     registry.record_decision(ref, decision)
     tags = registry.client.get_model_version(ref.name, ref.version).tags
@@ -203,12 +203,10 @@ def test_decision_is_kept_on_the_version(
 def test_rollback_walks_back_through_earlier_champions(
     registry: Registry, baseline_run: tuple[str, RateByGroup]
 ) -> None:
-    run_id, scorer = baseline_run
+    run_id, _ = baseline_run
     with pytest.raises(RegistryError, match="has no 'champion' alias"):
         registry.rollback()
-    first, second, third = (
-        registry.register(run_id, kind="baseline", scorer_name=scorer.name) for _ in range(3)
-    )
+    first, second, third = (registry.register(run_id) for _ in range(3))
     assert registry.versions() == [first, second, third]
     registry.promote(first, "first")
     with pytest.raises(RegistryError, match="no earlier champion") as error:
@@ -251,7 +249,7 @@ def test_registries_of_two_stores_do_not_share_mlflow_state(
     monkeypatch.setenv("MLFLOW_TRACKING_URI", elsewhere)
     monkeypatch.chdir(tmp_path)
     run_id = _log(registry, OverallRate().fit(examples, examples["label"]), examples)
-    ref = registry.register(run_id, kind="baseline", scorer_name="overall_rate")
+    ref = registry.register(run_id)
     registry.load_scorer(ref)
     assert isinstance(ref, ModelRef)
     import mlflow

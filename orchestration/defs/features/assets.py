@@ -88,17 +88,14 @@ def _build(
 
 def build_dbt_assets() -> list[dg.AssetsDefinition]:
     """Both dbt asset definitions; parses the project first when the manifest is stale."""
-    manifest = prepare_manifest()
-    project = dbt_project()
-    translator = NextbuyTranslator()
+    # One manifest and one translator; the two differ only in which models they hold.
+    common = {
+        "manifest": prepare_manifest(),
+        "project": dbt_project(),
+        "dagster_dbt_translator": NextbuyTranslator(),
+    }
 
-    @dbt_assets(
-        manifest=manifest,
-        project=project,
-        dagster_dbt_translator=translator,
-        exclude=f"tag:{SCORING_TAG}",
-        name="feature_models",
-    )
+    @dbt_assets(**common, exclude=f"tag:{SCORING_TAG}", name="feature_models")
     def feature_models(
         context: dg.AssetExecutionContext,
         dbt: DbtCliResource,
@@ -109,13 +106,7 @@ def build_dbt_assets() -> list[dg.AssetsDefinition]:
         """Staging, intermediate and the marts training_examples and customer_features."""
         yield from _build(context, dbt, warehouse, parameters, config)
 
-    @dbt_assets(
-        manifest=manifest,
-        project=project,
-        dagster_dbt_translator=translator,
-        select=f"tag:{SCORING_TAG}",
-        name="scoring_models",
-    )
+    @dbt_assets(**common, select=f"tag:{SCORING_TAG}", name="scoring_models")
     def scoring_models(
         context: dg.AssetExecutionContext,
         dbt: DbtCliResource,

@@ -6,7 +6,7 @@ number of score deciles) enter a suite as GX suite parameters, ``{"$PARAMETER": 
 filled at validation time from `suite_parameters`, so nothing is written twice.
 
 Validation runs in the warehouse: GX's SQL execution engine turns every expectation into
-aggregate queries on a query asset (``select * from <table> [where ...]``); no table is
+aggregate queries on a query asset (``select * from <table>``); no table is
 ever pulled into pandas. A suite may declare ``meta.derived_columns`` (name -> SQL
 expression): they are appended to the batch's select list, so that measurements no
 expectation computes by itself (how many items a ';'-joined sequence holds) can be checked
@@ -121,15 +121,13 @@ class ValidationOutcome:
     suite: str
     evaluated: int
     failures: list[ExpectationFailure] = field(default_factory=list)
-    where: str | None = None
 
     def summary(self) -> str:
         """One line when everything passed; otherwise every failed expectation, one a line."""
-        batch = self.table + (f" where {self.where}" if self.where else "")
         if self.success:
-            return f"{batch}: all {self.evaluated} expectations of suite {self.suite} passed."
+            return f"{self.table}: all {self.evaluated} expectations of suite {self.suite} passed."
         lines = [
-            f"{batch}: {len(self.failures)} of {self.evaluated} expectations of suite "
+            f"{self.table}: {len(self.failures)} of {self.evaluated} expectations of suite "
             f"{self.suite} failed:"
         ]
         lines += [f"- {failure.describe()}" for failure in self.failures]
@@ -145,8 +143,6 @@ class ValidationOutcome:
             "evaluated_expectations": self.evaluated,
             "failed_expectations": len(self.failures),
         }
-        if self.where:
-            metadata["where"] = self.where
         metadata["failures"] = dg.MetadataValue.md(self.failures_markdown())
         return metadata
 
@@ -201,11 +197,10 @@ def validate_table(
     suite_name: str,
     parameters: Mapping[str, Any],
     *,
-    where: str | None = None,
     suites_dir: Path = EXPECTATIONS_DIR,
 ) -> ValidationOutcome:
-    """Validate ``table`` (``schema.name``), restricted by the SQL condition ``where``, against
-    expectations/<suite_name>.json, with ``parameters`` filling the suite's parameters.
+    """Validate ``table`` (``schema.name``) against expectations/<suite_name>.json, with
+    ``parameters`` filling the suite's parameters.
 
     LookupError when the table does not exist; FileNotFoundError when the suite or the
     warehouse file does not; ValueError when the suite needs a parameter not given.
@@ -232,12 +227,11 @@ def validate_table(
                 f"table {table} does not exist in the warehouse ({_database(url)}): "
                 "build it before validating it"
             )
-        _require_valid_where(engine, table, where)
         # A derived column whose source column is missing would break the whole batch
         # query; left out, only its own expectations fail (and the schema one names the
         # missing column).
         derived = {k: v for k, v in derived.items() if _computes(engine, table, v)}
-        asset = datasource.add_query_asset(name=name, query=_batch_query(table, derived, where))
+        asset = datasource.add_query_asset(name=name, query=_batch_query(table, derived))
         batch = asset.add_batch_definition_whole_table("whole").get_batch()
         result = batch.validate(
             suite, expectation_parameters=dict(parameters), result_format=RESULT_FORMAT
@@ -255,7 +249,6 @@ def validate_table(
         suite=suite_name,
         evaluated=len(result.results),
         failures=sorted(failures, key=lambda f: (f.column or "", f.expectation_type)),
-        where=where,
     )
 
 
@@ -285,10 +278,9 @@ def _derived_columns(suite: gx.ExpectationSuite, path: Path) -> dict[str, str]:
     return derived
 
 
-def _batch_query(table: str, derived: Mapping[str, str], where: str | None) -> str:
+def _batch_query(table: str, derived: Mapping[str, str]) -> str:
     select = ", ".join(["*", *(f"({sql}) as {name}" for name, sql in derived.items())])
-    query = f"select {select} from {table}"
-    return f"{query} where {where}" if where else query
+    return f"select {select} from {table}"
 
 
 def _parameter_names(suite: gx.ExpectationSuite) -> set[str]:
@@ -324,16 +316,6 @@ def _table_exists(engine: sa.Engine, schema: str, name: str) -> bool:
             {"schema": schema, "name": name},
         ).first()
     return row is not None
-
-
-def _require_valid_where(engine: sa.Engine, table: str, where: str | None) -> None:
-    if where is None:
-        return
-    try:
-        with engine.connect() as connection:
-            connection.execute(sa.text(f"select * from {table} where {where} limit 0")).all()
-    except sa.exc.DBAPIError as e:
-        raise ValueError(f"where condition {where!r} on {table} fails: {e.orig}") from e
 
 
 def _computes(engine: sa.Engine, table: str, expression: str) -> bool:

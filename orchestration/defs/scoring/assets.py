@@ -2,6 +2,7 @@
 
 import datetime as dt
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
@@ -9,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from orchestration.defs.features.assets import CUSTOMER_FEATURES_KEY
+from orchestration.defs.quality.checks import check_name, check_result
 from orchestration.resources import ParametersResource, RegistryResource, WarehouseResource
 
 CUSTOMER_FEATURES = "marts.customer_features"
@@ -34,13 +36,24 @@ def deciles(scores: np.ndarray, bins: int) -> np.ndarray:
     group_name="scoring",
     deps=[CUSTOMER_FEATURES_KEY, dg.AssetKey("champion_model")],
     kinds={"duckdb", "mlflow"},
+    check_specs=[
+        dg.AssetCheckSpec(
+            check_name(SUITE),
+            asset=SCORES_KEY,
+            blocking=True,
+            description=(
+                f"Great Expectations suite expectations/{SUITE}.json on the new scores, "
+                "staged: they are published only when it passes."
+            ),
+        )
+    ],
 )
 def customer_scores(
     context: dg.AssetExecutionContext,
     warehouse: WarehouseResource,
     parameters: ParametersResource,
     registry: RegistryResource,
-) -> dg.MaterializeResult:  # type: ignore[type-arg]
+) -> Iterator[dg.AssetCheckResult | dg.MaterializeResult]:  # type: ignore[type-arg]
     """Every customer of customer_features scored by the model the registry's `champion`
     alias points at (read at run time, so a rollback takes effect at the next scoring),
     written to ml.customer_scores: staged, validated with the customer_scores suite, then
@@ -84,18 +97,18 @@ def customer_scores(
         warehouse_url(Path(warehouse.path)), staged, SUITE, suite_parameters(params)
     )
     if not outcome.success:
+        yield check_result(outcome)
         raise dg.Failure(
             description=(
-                f"the scores of {champion.label()} fail expectations/{SUITE}.json, so "
-                f"{SCORES_TABLE} is unchanged (the rejected scores are in {staged}):\n"
-                f"{outcome.summary()}"
-            ),
-            metadata=outcome.as_metadata(),
+                f"the scores of {champion.label()} fail check {check_name(SUITE)}, so "
+                f"{SCORES_TABLE} is unchanged (the rejected scores are in {staged})"
+            )
         )
     written = warehouse.publish_scores(staged, as_of, SCORES_TABLE)
     seconds = time.perf_counter() - started
     context.log.info(f"{written:,} customers scored as of {as_of} by {champion.label()}")
-    return dg.MaterializeResult(
+    yield dg.MaterializeResult(
+        check_results=[check_result(outcome)],
         metadata={
             "dagster/row_count": written,
             # Read, score and write, end to end.
@@ -108,5 +121,5 @@ def customer_scores(
                 f"p{q}": float(np.quantile(score, q / 100)) for q in (10, 50, 90, 99)
             },
             "top_decile_mean_score": float(score[scores["decile"] == 1].mean()),
-        }
+        },
     )

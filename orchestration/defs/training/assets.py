@@ -5,20 +5,20 @@ warehouse, call ml/ and record what happened where people look: asset metadata, 
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import dagster as dg
 import numpy as np
 import pandas as pd
 
-from ml import PropensityModel, evaluate, rule_baselines, time_gapped_split
+from ml import PropensityModel, evaluate, higher_is_better, rule_baselines, time_gapped_split
 from ml.baselines import Scorer
 from ml.gate import decide
 from ml.plots import calibration_figure, gains_figure, roc_figure
 from ml.slices import evaluation_slices
 from orchestration.defs.features.assets import TRAINING_EXAMPLES_KEY
-from orchestration.registry import ModelRef
+from orchestration.registry import ModelRef, Registry
 from orchestration.resources import ParametersResource, RegistryResource, WarehouseResource
 
 TRAINING_EXAMPLES = "marts.training_examples"
@@ -33,7 +33,6 @@ class Candidate:
     scores on the same test rows."""
 
     ref: ModelRef
-    run_id: str
     test: pd.DataFrame
     # Scorer name -> scores on `test`; the candidate under CANDIDATE.
     scores: dict[str, np.ndarray]
@@ -42,7 +41,6 @@ class Candidate:
     metrics: pd.DataFrame
     windows: dict[str, str]
     oracle_auc: float | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -187,11 +185,10 @@ def candidate_model(
         input_example=test.head(5),
         tags={"dagster.run_id": context.run.run_id},
     )
-    ref = reg.register(run_id, kind="model", scorer_name=CANDIDATE)
+    ref = reg.register(run_id)
     oracle_auc = float(evaluations[ORACLE].overall["roc_auc"]) if oracle is not None else None
     candidate = Candidate(
         ref=ref,
-        run_id=run_id,
         test=test.reset_index(drop=True),
         scores={k: v for k, v in scores.items() if k != ORACLE},
         baselines=baselines,
@@ -296,10 +293,11 @@ def champion_model(
     )
 
 
-def _register_best_baseline(reg: Any, candidate: Candidate, metric: str, reason: str) -> ModelRef:
+def _register_best_baseline(
+    reg: Registry, candidate: Candidate, metric: str, reason: str
+) -> ModelRef:
     table = candidate.metrics.drop(index=[CANDIDATE, ORACLE], errors="ignore")
-    ascending = metric in ("log_loss", "brier")
-    best_name = str(table[metric].sort_values(ascending=ascending).index[0])
+    best_name = str(table[metric].sort_values(ascending=not higher_is_better(metric)).index[0])
     best = candidate.baselines[best_name]
     run_id = reg.log_run(
         run_name=f"baseline-{best_name}",
@@ -313,6 +311,6 @@ def _register_best_baseline(reg: Any, candidate: Candidate, metric: str, reason:
         input_example=candidate.test.head(5),
         tags={"fallback_reason": reason[:4000]},
     )
-    ref = reg.register(run_id, kind="baseline", scorer_name=best_name)
+    ref = reg.register(run_id)
     reg.promote(ref, f"fallback: {reason}")
     return ref
