@@ -54,19 +54,6 @@
     coalesce(format_timestamp('%Y%m%d', {{ column }}), '__NULL__')
 {%- endmacro %}
 
-{# The first instant of a day partition (NULL for __NULL__). #}
-{% macro partition_start(partition_id) -%}
-    {{ return(adapter.dispatch('partition_start', 'nextbuy')(partition_id)) }}
-{%- endmacro %}
-
-{% macro default__partition_start(partition_id) -%}
-    try_strptime({{ partition_id }}, '%Y%m%d')
-{%- endmacro %}
-
-{% macro bigquery__partition_start(partition_id) -%}
-    cast(safe.parse_date('%Y%m%d', {{ partition_id }}) as timestamp)
-{%- endmacro %}
-
 {# Where the warehouse records the raw tables' partitions and when each last changed
    (read only by stg_thelook__partitions). #}
 {% macro raw_partitions() -%}

@@ -3,11 +3,14 @@
 The one mock in the suite: BigQuery's network. The adapter's connection is replaced by
 one that refuses every call, so a model that would need to query BigQuery to compile
 fails loudly here instead of hanging on Google's endpoints; relation lookups answer as
-if the models did not exist yet (full build) or already existed (incremental build).
+if the models did not exist yet (full build) or already existed (incremental build), and
+the two lookups an incremental build makes before it renders its SQL (a model's watermark,
+the changed raw partitions) get fixed answers.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 from collections.abc import Iterator
@@ -45,6 +48,23 @@ class _Offline:
         raise DbtRuntimeError(f"offline compile check: the BigQuery client's {name} was called")
 
 
+# What the offline warehouse answers an incremental build's lookups with.
+WATERMARK = dt.datetime(2026, 11, 1, 6, 30, 0, 123456, tzinfo=dt.UTC)
+CHANGED_PARTITIONS = ["20261030", "20261101", "__NULL__"]
+
+
+def _lookup(sql: str) -> Any:
+    """The answer to one of the queries incremental.sql runs; nothing else may be asked."""
+    import agate
+    from dbt_common.exceptions import DbtRuntimeError
+
+    if "_incremental_watermarks" in sql:
+        return agate.Table([[WATERMARK]], ["processed_through"], [agate.DateTime()])
+    if "stg_thelook__partitions" in sql and "select partition_id" in sql:
+        return agate.Table([[p] for p in CHANGED_PARTITIONS], ["partition_id"], [agate.Text()])
+    raise DbtRuntimeError(f"offline compile check: unexpected query {sql[:200]}")
+
+
 def _compile(target_path: Path, incremental: bool, monkeypatch: pytest.MonkeyPatch) -> list[Path]:
     from dbt.adapters.bigquery.connections import BigQueryConnectionManager
     from dbt.adapters.bigquery.impl import BigQueryAdapter
@@ -63,6 +83,11 @@ def _compile(target_path: Path, incremental: bool, monkeypatch: pytest.MonkeyPat
             database=database, schema=schema, identifier=identifier, type="table"
         )
 
+    def execute(self: BigQueryAdapter, sql: str, *args: Any, **kwargs: Any) -> Any:
+        from dbt.adapters.contracts.connection import AdapterResponse
+
+        return AdapterResponse(_message="offline"), _lookup(sql)
+
     for key, value in dbt_env(current_environment()).items():
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("NEXTBUY_DBT_TARGET", "bigquery")
@@ -74,6 +99,7 @@ def _compile(target_path: Path, incremental: bool, monkeypatch: pytest.MonkeyPat
             BigQueryAdapter, "list_relations_without_caching", lambda self, relation: []
         ),
         mock.patch.object(BigQueryAdapter, "get_relation", get_relation),
+        mock.patch.object(BigQueryAdapter, "execute", execute),
     ):
         # A brand with a quote proves string literals are escaped BigQuery's way.
         vars = dbt_vars(load_parameters())
@@ -92,6 +118,13 @@ def compiled(
     request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[list[Path]]:
     yield _compile(tmp_path / "target", request.param, monkeypatch)
+
+
+@pytest.fixture(scope="module")
+def incremental(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        paths = _compile(tmp_path_factory.mktemp("target"), True, monkeypatch)
+    yield {p.stem: p.read_text() for p in paths if "/models/" in str(p)}
 
 
 def test_every_model_and_test_compiles_to_bigquery_sql(compiled: list[Path]) -> None:
@@ -113,3 +146,25 @@ def test_every_model_and_test_compiles_to_bigquery_sql(compiled: list[Path]) -> 
             assert not re.search(pattern, sql, re.IGNORECASE), f"{path.name}: DuckDB-only {pattern}"
     products = next(p for p in models if p.stem == "int_orders").read_text()
     assert r"'Levi\'s'" in products
+
+
+def test_incremental_build_reads_only_the_changed_partitions(incremental: dict[str, str]) -> None:
+    """The changed partitions are literals with bounds on created_at, which BigQuery prunes
+    on (it cannot prune on a subquery); the NULL partition is read by its own condition."""
+    changes = " ".join(incremental["int_customer_changes"].split())
+    assert "order_items.partition_id in ('20261030', '20261101', '__NULL__')" in changes
+    assert (
+        "((order_items.created_at >= cast('2026-10-30 00:00:00.000000' as timestamp)"
+        " and order_items.created_at < cast('2026-11-02 00:00:00.000000' as timestamp))"
+        " or (order_items.created_at is null))"
+    ) in changes
+
+
+def test_incremental_build_compares_with_the_watermark_as_a_literal(
+    incremental: dict[str, str],
+) -> None:
+    examples = incremental["training_examples"]
+    assert examples.count("changed_at > cast('2026-11-01 06:30:00.123456' as timestamp)") == 3
+    assert "_incremental_watermarks" not in examples
+    # The DuckDB-only hint to compute the filtered imports first is not BigQuery SQL.
+    assert " as materialized" not in examples

@@ -4,36 +4,24 @@
     on_schema_change='fail',
 ) }}
 
-{#- `--vars '{partitions: [20240101, ...]}'` re-logs the customers of named partitions,
-    to rebuild them without a full refresh. -#}
+{#- Which raw order_items partitions to log the customers of: all of them in a full build;
+    `--vars '{partitions: [20240101, ...]}'` names some, to rebuild them without a full
+    refresh; otherwise those changed since the last run. The ids are looked up before
+    the select and written into it as literals, with the days' bounds on created_at, so
+    that the warehouse reads only those days (zone maps here, partition pruning in
+    BigQuery) instead of computing every row's partition. -#}
+{%- set changed = none %}
+{%- if var('partitions', none) is not none %}
+    {%- set changed = var('partitions') | map('string') | list %}
+{%- elif is_incremental() %}
+    {%- set changed = changed_partition_ids() %}
+{%- endif %}
 
 with
-
-partitions as (
-
-    select * from {{ ref('stg_thelook__partitions') }}
-
-),
 
 order_items as (
 
     select * from {{ ref('stg_thelook__order_items') }}
-
-),
-
-changed_partitions as (
-
-    select
-        partition_id,
-        {{ partition_start('partition_id') }} as partition_start
-
-    from partitions
-    where table_name = 'order_items'
-    {% if var('partitions', none) is not none %}
-        and partition_id in ({% for p in var('partitions') %}'{{ p }}'{{ ', ' if not loop.last }}{% endfor %})
-    {% elif is_incremental() %}
-        and last_modified_time > (select max(partitions_modified_at) from {{ this }})
-    {% endif %}
 
 ),
 
@@ -47,14 +35,17 @@ final as (
         {{ source_modified_at() }} as partitions_modified_at
 
     from order_items
+    {%- if changed is not none %}
     where
-        order_items.partition_id in (select changed_partitions.partition_id from changed_partitions)
-        -- Redundant with the line above, but a bound on the raw column itself lets the
-        -- warehouse skip the old days (zone maps here, partition pruning in BigQuery).
-        and (
-            order_items.created_at >= (select min(changed_partitions.partition_start) from changed_partitions)
-            or order_items.created_at is null
+    {%- if changed %}
+        order_items.partition_id in (
+            {%- for id in changed %}{{ string_literal(id) }}{{ ', ' if not loop.last }}{% endfor -%}
         )
+        and {{ partitions_created_at_bounds('order_items.created_at', changed) }}
+    {%- else %}
+        false
+    {%- endif %}
+    {%- endif %}
 
 )
 
