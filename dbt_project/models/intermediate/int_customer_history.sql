@@ -6,7 +6,7 @@
 
 with
 
-purchase_items as (
+purchase_items as {{ changed_customers_import() }} (
 
     select * from {{ ref('int_purchase_items') }}
     {{ where_changed_customers() }}

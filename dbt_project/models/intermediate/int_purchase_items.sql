@@ -3,14 +3,14 @@
 
 with
 
-order_items as (
+order_items as {{ changed_customers_import() }} (
 
     select * from {{ ref('stg_thelook__order_items') }}
     {{ where_changed_customers() }}
 
 ),
 
-orders as (
+orders as {{ changed_customers_import() }} (
 
     select * from {{ ref('int_orders') }}
     {{ where_changed_customers() }}

@@ -10,21 +10,21 @@
 
 with
 
-orders as (
+orders as {{ changed_customers_import() }} (
 
     select * from {{ ref('int_orders') }}
     {{ where_changed_customers() }}
 
 ),
 
-history as (
+history as {{ changed_customers_import() }} (
 
     select * from {{ ref('int_customer_history') }}
     {{ where_changed_customers() }}
 
 ),
 
-users as (
+users as {{ changed_customers_import() }} (
 
     select * from {{ ref('stg_thelook__users') }}
     {{ where_changed_customers() }}
