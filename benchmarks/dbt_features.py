@@ -6,9 +6,13 @@ same features computed the notebook's way in pandas on the same data.
 
 Every step is its own process tree (dbt runs as a subprocess of `nextbuy`), measured for
 wall time and peak RSS; for dbt runs also dbt's own execution time ("Finished running ...
-in N seconds"), which leaves out its fixed start-up and project parsing. The pandas way
-runs with a time limit (--pandas-timeout); when it is hit, its time is reported as
-infinite, and the limit bounds the speed-up from below.
+in N seconds"), which leaves out its fixed start-up and project parsing, and the warehouse
+time: the sum of the durations dbt logs for every SQL statement it ran, i.e. the work the
+warehouse did, without dbt's own bookkeeping between statements. The one-day incremental
+run and the full run it is compared with are each repeated (--repeat) from the same
+saved warehouse, and their medians compared. The pandas way runs with a time limit
+(--pandas-timeout); when it is hit, its time is reported as infinite, and the limit
+bounds the speed-up from below.
 """
 
 from __future__ import annotations
@@ -16,9 +20,12 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import re
 import shutil
+import statistics
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -46,23 +53,64 @@ print(len(examples), len(features))
 FEATURES = ("--exclude", "tag:scoring")
 
 
-def bench(order_items: int, work: Path, pandas_timeout: float) -> dict[str, object]:
+def warehouse_seconds(log: Path) -> float:
+    """Seconds the warehouse spent on the statements of dbt's last invocation in `log`."""
+    last = log.read_text().rsplit("=" * 30, 1)[-1]
+    return sum(float(s) for s in re.findall(r"SQL status: .* in (\d+\.\d+) seconds", last))
+
+
+def bench(order_items: int, work: Path, pandas_timeout: float, repeat: int) -> dict[str, object]:
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     wh = str(work / "warehouse.duckdb")
+    log = work / "dbt" / "logs" / "dbt.log"
     as_of = (END + dt.timedelta(days=1)).isoformat()
     result: dict[str, object] = {"order_items": order_items}
 
-    def step(name: str, wall: float, rss: float, output: str) -> None:
-        result[name] = {"seconds": round(wall, 1), "peak_rss_mib": round(rss)}
-        if output.startswith("killed"):
-            result[name]["outcome"] = output
+    def measure(wall: float, rss: float, output: str) -> dict[str, float]:
+        figures = {"seconds": round(wall, 2), "peak_rss_mib": round(rss)}
         executed = re.findall(r"Finished running .* in .*\((\d+\.\d+)s\)", output)
-        note = ""
         if executed:
-            result[name]["dbt_execution_seconds"] = float(executed[-1])
-            note = f" (dbt execution {executed[-1]} s)"
-        print(f"  {name}: {wall:.1f} s{note}, peak {rss:,.0f} MiB", flush=True)
+            figures["dbt_execution_seconds"] = float(executed[-1])
+            figures["warehouse_seconds"] = round(warehouse_seconds(log), 2)
+        return figures
+
+    def show(name: str, figures: dict[str, object]) -> None:
+        detail = ""
+        if "dbt_execution_seconds" in figures:
+            detail = (
+                f" (dbt execution {figures['dbt_execution_seconds']:.2f} s,"
+                f" warehouse {figures['warehouse_seconds']:.2f} s)"
+            )
+        print(
+            f"  {name}: {figures['seconds']:.2f} s{detail}, peak {figures['peak_rss_mib']:,.0f} MiB"
+        )
+
+    def step(name: str, wall: float, rss: float, output: str) -> None:
+        figures: dict[str, object] = dict(measure(wall, rss, output))
+        if output.startswith("killed"):
+            figures["outcome"] = output
+        result[name] = figures
+        show(name, figures)
+
+    def compared(saved: Path, steps: dict[str, Callable[[], tuple[float, float, str]]]) -> None:
+        """Each step `repeat` times from the saved warehouse, the steps taking turns (so a
+        machine that slows down or speeds up weighs on both alike); the median of each
+        figure per step. The copy is flushed to disk before a step, so that writing it
+        back is not measured."""
+        runs: dict[str, list[dict[str, float]]] = {name: [] for name in steps}
+        for _ in range(repeat):
+            for name, run_step in steps.items():
+                shutil.copyfile(saved, wh)
+                os.sync()
+                runs[name].append(measure(*run_step()))
+        for name, measured in runs.items():
+            figures: dict[str, object] = {
+                key: statistics.median(r[key] for r in measured) for key in measured[0]
+            }
+            figures["runs"] = measured
+            result[name] = figures
+            show(f"{name} (median of {repeat})", figures)
 
     nextbuy(
         "simulate", "--order-items", str(order_items), "--end", END.isoformat(), "--warehouse", wh
@@ -94,24 +142,24 @@ def bench(order_items: int, work: Path, pandas_timeout: float) -> dict[str, obje
         ),
     )
     nextbuy("simulate", "--append-days", "1", "--warehouse", wh)
+    saved = work / "after_one_day.duckdb"
+    shutil.copyfile(wh, saved)
     next_as_of = (END + dt.timedelta(days=2)).isoformat()
-    step(
-        "dbt_one_day_run",
-        *nextbuy("dbt", "run", *FEATURES, "--vars", f"{{as_of: {next_as_of}}}", "--warehouse", wh),
+    one_day_run = ["run", *FEATURES, "--vars", f"{{as_of: {next_as_of}}}", "--warehouse", wh]
+    compared(
+        saved,
+        {
+            "dbt_one_day_run": lambda: nextbuy("dbt", *one_day_run),
+            "dbt_full_run_same_data": lambda: nextbuy("dbt", *one_day_run, "--full-refresh"),
+        },
     )
-    step(
-        "dbt_full_run_same_data",
-        *nextbuy(
-            "dbt",
-            "run",
-            *FEATURES,
-            "--full-refresh",
-            "--vars",
-            f"{{as_of: {next_as_of}}}",
-            "--warehouse",
-            wh,
-        ),
-    )
+    one_day, full = result["dbt_one_day_run"], result["dbt_full_run_same_data"]
+    assert isinstance(one_day, dict) and isinstance(full, dict)
+    result["one_day_share_of_full"] = {
+        key: round(one_day[key] / full[key], 3)
+        for key in ("seconds", "dbt_execution_seconds", "warehouse_seconds")
+    }
+    print(f"  one new day as a share of a full run: {result['one_day_share_of_full']}")
     if pandas_timeout > 0:
         step(
             "pandas_notebook",
@@ -124,13 +172,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 10_000_000])
     parser.add_argument("--pandas-timeout", type=float, default=1800, help="0 skips pandas")
+    parser.add_argument(
+        "--repeat", type=int, default=5, help="runs of the one-day and the full run compared"
+    )
     parser.add_argument("--keep", action="store_true")
     args = parser.parse_args()
     results = []
     for size in args.sizes:
         print(f"{size:,} order items ({machine()})", flush=True)
         work = HERE / ".work" / f"dbt_features_{size}"
-        results.append(bench(size, work, args.pandas_timeout))
+        results.append(bench(size, work, args.pandas_timeout, args.repeat))
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
     print(json.dumps({"machine": machine(), "results": results}, indent=2))
