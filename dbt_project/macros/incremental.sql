@@ -104,7 +104,11 @@
         from {{ ref('stg_thelook__partitions') }}
         where
             table_name = 'order_items'
-            and last_modified_time > (select max(partitions_modified_at) from {{ this }})
+            -- (An empty log, as a first build on an empty raw leaves it, means everything.)
+            and last_modified_time > (
+                select coalesce(max(partitions_modified_at), cast('1900-01-01' as {{ dbt.type_timestamp() }}))
+                from {{ this }}
+            )
         order by partition_id
     {%- endset -%}
     {{ return(run_query(lookup).columns[0].values() | list if execute else []) }}

@@ -128,3 +128,18 @@ def test_partitions_var_rebuilds_named_days(tmp_path: Path) -> None:
     build(warehouse, "--full-refresh", as_of=AS_OF)
     for name in INCREMENTAL:
         pd.testing.assert_frame_equal(rebuilt[name], table(warehouse, name), obj=name)
+
+
+def test_first_build_on_an_empty_warehouse_then_data(tmp_path: Path) -> None:
+    """A first build before any data leaves an empty change log; the data that arrives
+    next must still be built, not taken as already seen."""
+    warehouse = tmp_path / "warehouse.duckdb"
+    connect(warehouse).close()
+    build(warehouse, as_of=AS_OF)
+    simulate_small(warehouse, users=300, end=dt.date(2024, 6, 20))
+    build(warehouse, as_of=AS_OF)
+    incremental = {name: table(warehouse, name) for name in INCREMENTAL}
+    assert len(incremental["marts.training_examples"]) > 0
+    build(warehouse, "--full-refresh", as_of=AS_OF)
+    for name in INCREMENTAL:
+        pd.testing.assert_frame_equal(incremental[name], table(warehouse, name), obj=name)
