@@ -13,6 +13,14 @@
   Deleting first is what makes a customer whose purchases vanished (say, all items of a
   re-delivered day turned Cancelled) correct too; a failed run leaves the watermark
   behind, so the next run does the work again. A re-run with nothing new does nothing.
+
+  The catalogue is the other input every customer's features read (brand, department,
+  category). It has no partitions, so `int_customer_changes` keeps a fingerprint of each
+  product's feature columns in `_product_fingerprints` as of its last run, and also logs
+  the customers who bought a product whose fingerprint changed (or that appeared or
+  vanished). Users and orders rows are assumed to change only with their items' day
+  partition, as in thelook's exports; `--vars '{partitions: [...]}'` or `--full-refresh`
+  rebuilds after any other edit.
 #}
 
 {% macro watermarks_relation() -%}
@@ -20,12 +28,67 @@
         database=target.database, schema='intermediate', identifier='_incremental_watermarks')) }}
 {%- endmacro %}
 
+{% macro product_fingerprints_relation() -%}
+    {{ return(api.Relation.create(
+        database=target.database, schema='intermediate', identifier='_product_fingerprints')) }}
+{%- endmacro %}
+
+{# The state tables of incremental builds (an on-run-start hook). #}
 {% macro create_watermarks_table() -%}
     create schema if not exists {{ watermarks_relation().without_identifier() }};
     create table if not exists {{ watermarks_relation() }} (
         model_name {{ dbt.type_string() }},
         processed_through {{ dbt.type_timestamp() }}
+    );
+    create table if not exists {{ product_fingerprints_relation() }} (
+        product_id {{ dbt.type_bigint() }},
+        fingerprint {{ dbt.type_string() }}
     )
+{%- endmacro %}
+
+{# A product's feature columns as one string, NULLs told apart from any text. #}
+{% macro product_fingerprint() -%}
+    {{ return(adapter.dispatch('product_fingerprint', 'nextbuy')()) }}
+{%- endmacro %}
+
+{% macro default__product_fingerprint() -%}
+    cast(hash(brand, department, category) as {{ dbt.type_string() }})
+{%- endmacro %}
+
+{% macro bigquery__product_fingerprint() -%}
+    cast(farm_fingerprint(to_json_string(struct(brand, department, category))) as string)
+{%- endmacro %}
+
+{# Catalogue products whose feature columns differ from int_customer_changes' last run
+   (new, changed or gone): a query. #}
+{% macro changed_products() -%}
+    select coalesce(current_products.product_id, seen.product_id) as product_id
+    from (
+        select product_id, {{ product_fingerprint() }} as fingerprint
+        from {{ ref('stg_thelook__products') }}
+    ) as current_products
+    full outer join {{ product_fingerprints_relation() }} as seen
+        on current_products.product_id = seen.product_id
+    where
+        current_products.fingerprint is null
+        or seen.fingerprint is null
+        or current_products.fingerprint != seen.fingerprint
+{%- endmacro %}
+
+{# Whether any product changed since int_customer_changes' last run (looked up first). #}
+{% macro any_product_changed() -%}
+    {%- set lookup -%}
+        select count(*) from ({{ changed_products() }}) as changed
+    {%- endset -%}
+    {{ return(execute and run_query(lookup).columns[0].values()[0] > 0) }}
+{%- endmacro %}
+
+{# Records the catalogue as int_customer_changes has now seen it (its post-hook). #}
+{% macro record_product_fingerprints() -%}
+    delete from {{ product_fingerprints_relation() }} where true;
+    insert into {{ product_fingerprints_relation() }} (product_id, fingerprint)
+    select product_id, {{ product_fingerprint() }}
+    from {{ ref('stg_thelook__products') }}
 {%- endmacro %}
 
 {#

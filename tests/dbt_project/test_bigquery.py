@@ -32,6 +32,7 @@ DUCKDB_ONLY = [
     r"\blist\(",
     r"\bstring_split\(",
     r"\bregexp_matches\(",
+    r"\bhash\(",
     r"::",
 ]
 
@@ -51,6 +52,7 @@ class _Offline:
 # What the offline warehouse answers an incremental build's lookups with.
 WATERMARK = dt.datetime(2026, 11, 1, 6, 30, 0, 123456, tzinfo=dt.UTC)
 CHANGED_PARTITIONS = ["20261030", "20261101", "__NULL__"]
+CHANGED_PRODUCTS = 2
 
 
 def _lookup(sql: str) -> Any:
@@ -60,6 +62,8 @@ def _lookup(sql: str) -> Any:
 
     if "_incremental_watermarks" in sql:
         return agate.Table([[WATERMARK]], ["processed_through"], [agate.DateTime()])
+    if "_product_fingerprints" in sql and "count(*)" in sql:
+        return agate.Table([[CHANGED_PRODUCTS]], ["count"], [agate.Number()])
     if "stg_thelook__partitions" in sql and "select partition_id" in sql:
         return agate.Table([[p] for p in CHANGED_PARTITIONS], ["partition_id"], [agate.Text()])
     raise DbtRuntimeError(f"offline compile check: unexpected query {sql[:200]}")
@@ -158,6 +162,9 @@ def test_incremental_build_reads_only_the_changed_partitions(incremental: dict[s
         " and order_items.created_at < cast('2026-11-02 00:00:00.000000' as timestamp))"
         " or (order_items.created_at is null))"
     ) in changes
+    # Buyers of changed catalogue products, by BigQuery's fingerprint of the product.
+    assert "or order_items.product_id in (" in changes
+    assert "farm_fingerprint(to_json_string(struct(brand, department, category)))" in changes
 
 
 def test_incremental_build_compares_with_the_watermark_as_a_literal(

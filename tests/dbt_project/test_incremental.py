@@ -143,3 +143,61 @@ def test_first_build_on_an_empty_warehouse_then_data(tmp_path: Path) -> None:
     build(warehouse, "--full-refresh", as_of=AS_OF)
     for name in INCREMENTAL:
         pd.testing.assert_frame_equal(incremental[name], table(warehouse, name), obj=name)
+
+
+def _table_rows(warehouse: Path, name: str) -> int:
+    con = duckdb.connect(str(warehouse), read_only=True)
+    (rows,) = con.execute(f"select count(*) from {name}").fetchone() or (0,)
+    con.close()
+    return int(rows)
+
+
+def _last_logged(warehouse: Path) -> set[int]:
+    """The customers the last build logged as changed (empty if it logged none)."""
+    con = duckdb.connect(str(warehouse), read_only=True)
+    rows = con.execute(
+        """select customer_id from intermediate.int_customer_changes
+           where changed_at = (select max(changed_at) from intermediate.int_customer_changes)"""
+    ).fetchall()
+    con.close()
+    return {r[0] for r in rows}
+
+
+def test_catalogue_change_rebuilds_its_buyers(tmp_path: Path) -> None:
+    """A product whose brand changes (here: becomes a target brand) changes the features
+    and labels of everyone who bought it, and only theirs; a re-delivered catalogue that
+    changes nothing rebuilds no one."""
+    warehouse = tmp_path / "warehouse.duckdb"
+    simulate_small(warehouse, users=400, end=dt.date(2024, 6, 20))
+    build(warehouse, as_of=AS_OF)
+    logged = _table_rows(warehouse, "intermediate.int_customer_changes")
+    con = connect(warehouse)
+    con.execute("create temp table same as select * from raw.products")
+    write_raw(con, {"products": "same"}, source="test: unchanged catalogue")
+    con.close()
+    build(warehouse, as_of=AS_OF)
+    assert _table_rows(warehouse, "intermediate.int_customer_changes") == logged
+
+    con = connect(warehouse)
+    con.execute(
+        """create temp table rebranded as
+           select * replace ('Calvin Klein' as brand) from raw.products
+           where brand != 'Calvin Klein'
+             and id in (select product_id from raw.order_items group by product_id
+                        order by count(*) desc, product_id limit 5)"""
+    )
+    write_raw(con, {"products": "rebranded"}, source="test: rebranded products")
+    buyers = {
+        r[0]
+        for r in con.execute(
+            "select distinct user_id from raw.order_items "
+            "where product_id in (select id from rebranded)"
+        ).fetchall()
+    }
+    con.close()
+    build(warehouse, as_of=AS_OF)
+    assert buyers and _last_logged(warehouse) == buyers
+    incremental = {name: table(warehouse, name) for name in INCREMENTAL}
+    build(warehouse, "--full-refresh", as_of=AS_OF)
+    for name in INCREMENTAL:
+        pd.testing.assert_frame_equal(incremental[name], table(warehouse, name), obj=name)

@@ -2,6 +2,7 @@
     materialized='incremental',
     incremental_strategy=('merge' if target.type == 'bigquery' else 'append'),
     on_schema_change='fail',
+    post_hook="{{ record_product_fingerprints() }}",
 ) }}
 
 {#- Which raw order_items partitions to log the customers of: all of them in a full build;
@@ -16,6 +17,8 @@
 {%- elif is_incremental() %}
     {%- set changed = changed_partition_ids() %}
 {%- endif %}
+{#- ...and the customers of catalogue products whose features changed (incremental.sql). -#}
+{%- set products_changed = is_incremental() and any_product_changed() %}
 
 with
 
@@ -38,12 +41,17 @@ final as (
     {%- if changed is not none %}
     where
     {%- if changed %}
-        order_items.partition_id in (
-            {%- for id in changed %}{{ string_literal(id) }}{{ ', ' if not loop.last }}{% endfor -%}
+        (
+            order_items.partition_id in (
+                {%- for id in changed %}{{ string_literal(id) }}{{ ', ' if not loop.last }}{% endfor -%}
+            )
+            and {{ partitions_created_at_bounds('order_items.created_at', changed) }}
         )
-        and {{ partitions_created_at_bounds('order_items.created_at', changed) }}
     {%- else %}
         false
+    {%- endif %}
+    {%- if products_changed %}
+        or order_items.product_id in ({{ changed_products() }})
     {%- endif %}
     {%- endif %}
 
