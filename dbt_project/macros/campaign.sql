@@ -17,9 +17,7 @@
 {# SQL boolean: is this (cleaned) brand one of the campaign's target brands? #}
 {% macro is_target_brand(brand_column) -%}
     {%- set brands = required_var('target_brands') or ['__none__'] -%}
-    coalesce({{ brand_column }} in (
-        {%- for b in brands %}{{ string_literal(b) }}{{ ', ' if not loop.last }}{% endfor -%}
-    ), false)
+    coalesce({{ brand_column }} in ({{ string_literals(brands) }}), false)
 {%- endmacro %}
 
 {#

@@ -34,7 +34,7 @@
 {%- endmacro %}
 
 {# The state tables of incremental builds (an on-run-start hook). #}
-{% macro create_watermarks_table() -%}
+{% macro create_incremental_state_tables() -%}
     create schema if not exists {{ watermarks_relation().without_identifier() }};
     create table if not exists {{ watermarks_relation() }} (
         model_name {{ dbt.type_string() }},
@@ -80,7 +80,13 @@
     {%- set lookup -%}
         select count(*) from ({{ changed_products() }}) as changed
     {%- endset -%}
-    {{ return(execute and run_query(lookup).columns[0].values()[0] > 0) }}
+    {{ return(lookup_values(lookup)[0] > 0 if execute else false) }}
+{%- endmacro %}
+
+{# The first column of a query's result, looked up while the build runs, as a list
+   (empty when only parsing, with no warehouse to ask). #}
+{% macro lookup_values(sql) -%}
+    {{ return(run_query(sql).columns[0].values() | list if execute else []) }}
 {%- endmacro %}
 
 {# Records the catalogue as int_customer_changes has now seen it (its post-hook). #}
@@ -105,7 +111,7 @@
         where model_name = '{{ this.identifier }}'
     {%- endset -%}
     {%- if execute -%}
-        {{ timestamp_literal(run_query(lookup).columns[0].values()[0]) }}
+        {{ timestamp_literal(lookup_values(lookup)[0]) }}
     {%- else -%}
         ({{ lookup }})
     {%- endif -%}
@@ -174,7 +180,7 @@
             )
         order by partition_id
     {%- endset -%}
-    {{ return(run_query(lookup).columns[0].values() | list if execute else []) }}
+    {{ return(lookup_values(lookup)) }}
 {%- endmacro %}
 
 {#

@@ -88,6 +88,11 @@
     '{{ text | replace("\\", "\\\\") | replace("'", "\\'") }}'
 {%- endmacro %}
 
+{# A comma-separated list of SQL string literals, for `in (...)`. #}
+{% macro string_literals(texts) -%}
+    {%- for text in texts %}{{ string_literal(text) }}{{ ', ' if not loop.last }}{% endfor -%}
+{%- endmacro %}
+
 {# The newest element of a ';'-joined sequence. #}
 {% macro last_sequence_element(sequence) -%}
     {{ return(adapter.dispatch('last_sequence_element', 'nextbuy')(sequence)) }}

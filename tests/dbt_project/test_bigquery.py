@@ -13,7 +13,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -117,18 +116,24 @@ def _compile(target_path: Path, incremental: bool, monkeypatch: pytest.MonkeyPat
     return sorted((target_path / "compiled").rglob("*.sql"))
 
 
-@pytest.fixture(params=[False, True], ids=["full", "incremental"])
-def compiled(
-    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[list[Path]]:
-    yield _compile(tmp_path / "target", request.param, monkeypatch)
-
-
 @pytest.fixture(scope="module")
-def incremental(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    with pytest.MonkeyPatch.context() as monkeypatch:
-        paths = _compile(tmp_path_factory.mktemp("target"), True, monkeypatch)
-    yield {p.stem: p.read_text() for p in paths if "/models/" in str(p)}
+def builds(tmp_path_factory: pytest.TempPathFactory) -> dict[bool, list[Path]]:
+    """The compiled files of a full (False) and an incremental (True) build, once each."""
+    out = {}
+    for incremental in (False, True):
+        with pytest.MonkeyPatch.context() as monkeypatch:
+            out[incremental] = _compile(tmp_path_factory.mktemp("target"), incremental, monkeypatch)
+    return out
+
+
+@pytest.fixture(params=[False, True], ids=["full", "incremental"])
+def compiled(request: pytest.FixtureRequest, builds: dict[bool, list[Path]]) -> list[Path]:
+    return builds[request.param]
+
+
+@pytest.fixture
+def incremental(builds: dict[bool, list[Path]]) -> dict[str, str]:
+    return {p.stem: p.read_text() for p in builds[True] if "/models/" in str(p)}
 
 
 def test_every_model_and_test_compiles_to_bigquery_sql(compiled: list[Path]) -> None:

@@ -42,9 +42,7 @@ final as (
     where
     {%- if changed %}
         (
-            order_items.partition_id in (
-                {%- for id in changed %}{{ string_literal(id) }}{{ ', ' if not loop.last }}{% endfor -%}
-            )
+            order_items.partition_id in ({{ string_literals(changed) }})
             and {{ partitions_created_at_bounds('order_items.created_at', changed) }}
         )
     {%- else %}
