@@ -6,8 +6,8 @@ values of parameters.yaml, and get arrays, frames, dataclasses and figures back.
 """
 
 from ml.baselines import OverallRate, PriorShareRule, RateByGroup, Scorer, rule_baselines
+from ml.bootstrap import BootstrapDifference, paired_bootstrap_difference
 from ml.metrics import (
-    BootstrapDifference,
     Evaluation,
     average_precision,
     brier_score,
@@ -18,7 +18,6 @@ from ml.metrics import (
     log_loss,
     metric_names,
     metric_value,
-    paired_bootstrap_difference,
     precision_at_top,
     roc_auc,
 )

@@ -21,7 +21,15 @@ PRIOR_SHARE_COLUMN = "prior_target_brand_share"
 
 
 class Scorer(Protocol):
-    """What evaluation, plots and the promotion gate need from a model or a rule."""
+    """What evaluation, plots and the promotion gate need from a model or a rule.
+
+    >>> import pandas as pd
+    >>> from ml.baselines import OverallRate, Scorer
+    >>> X = pd.DataFrame(index=range(4))
+    >>> scorer: Scorer = OverallRate().fit(X, [1, 0, 0, 0])
+    >>> scorer.name, scorer.is_probability, scorer.predict_proba(X).tolist()
+    ('overall_rate', True, [0.25, 0.25, 0.25, 0.25])
+    """
 
     @property
     def name(self) -> str: ...
@@ -52,7 +60,14 @@ def _check_fitted(estimator: object, attribute: str) -> None:
 
 
 class OverallRate:
-    """Everyone gets the training label rate: the floor every ranking must beat."""
+    """Everyone gets the training label rate: the floor every ranking must beat.
+
+    >>> import pandas as pd
+    >>> from ml.baselines import OverallRate
+    >>> rule = OverallRate().fit(pd.DataFrame(index=range(5)), [1, 0, 0, 1, 0])
+    >>> rule.rate_, rule.predict_proba(pd.DataFrame(index=range(2))).tolist()
+    (0.4, [0.4, 0.4])
+    """
 
     is_probability = True
 
@@ -81,6 +96,15 @@ class RateByGroup:
 
     Unseen and NULL groups get the overall rate: a rule must score everyone, and the
     overall rate is the honest guess for a group it knows nothing about.
+
+    >>> import pandas as pd
+    >>> from ml.baselines import RateByGroup
+    >>> train = pd.DataFrame({"gender": ["F", "F", "M", "M", None]})
+    >>> rule = RateByGroup("gender").fit(train, [1, 1, 0, 1, 0])
+    >>> rule.name, rule.group_rates_
+    ('rate_by_gender', {'F': 1.0, 'M': 0.5})
+    >>> rule.predict_proba(pd.DataFrame({"gender": ["M", "X", None]})).tolist()
+    [0.5, 0.6, 0.6]
     """
 
     is_probability = True
@@ -126,6 +150,12 @@ class PriorShareRule:
 
     It learns nothing and is a ranking, not a probability: its log loss and Brier are not
     reported (see ``ml.metrics``). A missing share (no known prior items) scores 0.
+
+    >>> import pandas as pd
+    >>> from ml.baselines import PriorShareRule
+    >>> X = pd.DataFrame({"prior_target_brand_share": [0.5, None, 1.0]})
+    >>> PriorShareRule().fit(X, [1, 0, 1]).predict_proba(X).tolist()
+    [0.5, 0.0, 1.0]
     """
 
     is_probability = False
@@ -157,5 +187,10 @@ class PriorShareRule:
 def rule_baselines(group_columns: Sequence[str]) -> list[Scorer]:
     """Every rule a candidate must beat: the overall rate, the rate per each of
     ``group_columns`` (parameters.yaml ``evaluation.baseline_group_columns``) and the
-    prior-share rule."""
+    prior-share rule.
+
+    >>> from ml.baselines import rule_baselines
+    >>> [rule.name for rule in rule_baselines(["gender", "country"])]
+    ['overall_rate', 'rate_by_gender', 'rate_by_country', 'prior_share_rule']
+    """
     return [OverallRate(), *(RateByGroup(column) for column in group_columns), PriorShareRule()]

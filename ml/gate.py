@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ml.metrics import metric_value, paired_bootstrap_difference
+from ml.bootstrap import paired_bootstrap_difference
+from ml.metrics import metric_value
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,13 @@ class Comparison:
     ``improvement`` is oriented so that positive always means "the candidate is better"
     (for log loss and Brier it is contender minus candidate), and so are ``lower`` and
     ``upper``, the bootstrap interval of the improvement.
+
+    >>> from ml.gate import Comparison
+    >>> close = Comparison("champion", "roc_auc", 0.712, 0.709, 0.003, -0.002, 0.008, 0.95, 0.005)
+    >>> close.beaten, close.describe()
+    (False, 'champion: roc_auc 0.7120 vs 0.7090 (+0.0030, 95% CI [-0.0020, +0.0080])')
+    >>> close.why_not()
+    'improvement below the margin 0.005; interval does not exclude zero'
     """
 
     contender: str
@@ -71,6 +79,15 @@ class Comparison:
 
 @dataclass(frozen=True)
 class GateDecision:
+    """Whether the candidate is promoted, why, and its comparison with every contender.
+
+    >>> from ml.gate import Comparison, GateDecision
+    >>> rule = Comparison("overall_rate", "roc_auc", 0.71, 0.5, 0.21, 0.18, 0.24, 0.95, 0.005)
+    >>> decision = GateDecision(True, "promoted", "roc_auc", (rule,))
+    >>> decision.as_dict()["comparisons"][0]["beaten"]
+    True
+    """
+
     promote: bool
     reason: str
     metric: str
@@ -99,7 +116,22 @@ def decide(
     confidence_level: float,
     seed: int,
 ) -> GateDecision:
-    """Compare ``candidate`` scores with each contender's scores on the same rows."""
+    """Compare ``candidate`` scores with each contender's scores on the same rows.
+
+    >>> from ml.gate import decide
+    >>> decision = decide(
+    ...     [0, 1] * 10,
+    ...     [0.1, 0.9] * 10,
+    ...     {"overall_rate": [0.5] * 20},
+    ...     metric="roc_auc",
+    ...     margin=0.01,
+    ...     n_boot=200,
+    ...     confidence_level=0.95,
+    ...     seed=0,
+    ... )
+    >>> decision.promote, decision.comparisons[0].describe()
+    (True, 'overall_rate: roc_auc 1.0000 vs 0.5000 (+0.5000, 95% CI [+0.5000, +0.5000])')
+    """
     if not contenders:
         raise ValueError("the gate needs at least one contender (a baseline) to compare with")
     if margin < 0 or not math.isfinite(margin):

@@ -4,7 +4,8 @@ The recipe is the notebook's: the brand, department and category sequences are t
 features tokenised on ';' (brand names hold spaces), turned into bag-of-words and Naive
 Bayes features; categorical features use CatBoost's ordered target statistics; classes
 are weighted ``SqrtBalanced``; AUC on the validation window picks the iteration.
-Every CatBoost setting comes from ``parameters.yaml`` (section ``model``).
+Every CatBoost setting comes from ``parameters.yaml`` (section ``model``), whose typed
+settings call the constructor with their values.
 
 ``predict_proba`` returns a 1-d array, the probability of class 1, not scikit-learn's two
 columns: the rules in ``ml.baselines`` share this interface and the scores table stores
@@ -34,6 +35,33 @@ class PropensityModel:
     ``feature_names_in_``, ``feature_importances_``, ``best_iteration_`` (None without an
     eval set), ``tree_count_``, ``class_weight_ratio_``, ``text_features_`` and
     ``dropped_text_features_``.
+
+    >>> import numpy as np
+    >>> import pandas as pd
+    >>> from ml.model import PropensityModel
+    >>> X = pd.DataFrame({
+    ...     "gender": ["F", "M", None, "F", "M", "F", "M", None],
+    ...     "age": [25.0, 40.0, 31.0, None, 52.0, 23.0, 47.0, 35.0],
+    ...     "brands": ["Nike;Levi's", "Hanes", "Nike", "Nike", "Hanes", "Levi's;Nike", None, "Hanes"],
+    ... })
+    >>> y = np.array([1, 0, 1, 1, 0, 1, 0, 0])
+    >>> model = PropensityModel(
+    ...     categorical_features=["gender"],
+    ...     numeric_features=["age"],
+    ...     text_features=["brands"],
+    ...     catboost_params={
+    ...         "iterations": 10, "random_seed": 0, "thread_count": 1,
+    ...         "verbose": False, "allow_writing_files": False,
+    ...         "tokenizers": [{"tokenizer_id": "Semicolon", "delimiter": ";"}],
+    ...         "dictionaries": [{"dictionary_id": "Brand", "occurrence_lower_bound": "1"}],
+    ...         "feature_calcers": ["BoW"],
+    ...     },
+    ... ).fit(X, y)
+    >>> scores = model.predict_proba(X)
+    >>> scores.shape, bool(scores[y == 1].min() > scores[y == 0].max())
+    ((8,), True)
+    >>> model.feature_importance_table()["feature"].tolist()
+    ['brands', 'age', 'gender']
     """
 
     is_probability = True
@@ -55,18 +83,6 @@ class PropensityModel:
         self.missing_category = missing_category
         self.correct_class_weights = correct_class_weights
         self.name = name
-
-    @classmethod
-    def from_parameters(cls, model_parameters: Mapping[str, Any]) -> PropensityModel:
-        """Build from the ``model`` section of parameters.yaml."""
-        return cls(
-            categorical_features=list(model_parameters["categorical_features"]),
-            numeric_features=list(model_parameters["numeric_features"]),
-            text_features=list(model_parameters["text_features"]),
-            catboost_params=dict(model_parameters["catboost"]),
-            missing_category=str(model_parameters["missing_category"]),
-            correct_class_weights=bool(model_parameters["correct_class_weights"]),
-        )
 
     def _pool(
         self, X: pd.DataFrame, text_features: Sequence[str], y: npt.ArrayLike | None = None

@@ -16,6 +16,11 @@ def top_values(values: pd.Series, keep: int) -> npt.NDArray[np.object_]:
 
     A long tail (hundreds of countries or cities) would give slices too thin to measure;
     NULL stays NULL so that ``ml.metrics.evaluate`` reports it as its own slice.
+
+    >>> import pandas as pd
+    >>> from ml.slices import top_values
+    >>> top_values(pd.Series(["Oslo", "Oslo", "Lima", "Rome", None]), keep=1)
+    array(['Oslo', 'Oslo', 'other', 'other', None], dtype=object)
     """
     if keep < 1:
         raise ValueError("keep must be at least 1")
@@ -28,6 +33,11 @@ def buckets(values: pd.Series, edges: Sequence[int]) -> npt.NDArray[np.object_]:
     """Integer buckets named by their range: edges [1, 2, 3, 5] give 1, 2, 3-4, 5+.
 
     Values below the first edge (and NULL) become NULL.
+
+    >>> import pandas as pd
+    >>> from ml.slices import buckets
+    >>> buckets(pd.Series([0, 1, 2, 3, 4, 9, None]), [1, 2, 3, 5])
+    array([None, '1', '2', '3-4', '3-4', '5+', None], dtype=object)
     """
     if list(edges) != sorted(set(edges)) or not edges:
         raise ValueError(f"bucket edges must be increasing and non-empty, got {list(edges)}")
@@ -56,7 +66,17 @@ def evaluation_slices(
     bucketed: dict[str, Sequence[int]],
 ) -> dict[str, npt.NDArray[np.object_]]:
     """Slice columns for ``ml.metrics.evaluate``: categorical columns cut to their most
-    frequent values, numeric columns cut into buckets."""
+    frequent values, numeric columns cut into buckets.
+
+    >>> import pandas as pd
+    >>> from ml.slices import evaluation_slices
+    >>> frame = pd.DataFrame({"city": ["Oslo", "Oslo", "Lima"], "prior_orders": [1, 2, 7]})
+    >>> slices = evaluation_slices(
+    ...     frame, categorical=["city"], top_categories=1, bucketed={"prior_orders": [1, 2, 5]}
+    ... )
+    >>> {name: values.tolist() for name, values in slices.items()}
+    {'city': ['Oslo', 'Oslo', 'other'], 'prior_orders': ['1', '2-4', '5+']}
+    """
     slices = {column: top_values(frame[column], top_categories) for column in categorical}
     slices.update({column: buckets(frame[column], edges) for column, edges in bucketed.items()})
     return slices

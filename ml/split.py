@@ -17,7 +17,14 @@ _DAY = pd.Timedelta(days=1)
 
 @dataclass(frozen=True)
 class SplitWindows:
-    """Window boundaries; every window is half-open, [start, end), on whole days."""
+    """Window boundaries; every window is half-open, [start, end), on whole days.
+
+    >>> import pandas as pd
+    >>> from ml.split import SplitWindows
+    >>> days = (pd.Timestamp(f"2026-01-{day:02d}") for day in (1, 7, 8, 10, 11, 13))
+    >>> SplitWindows(*days).as_dict()["test_start"]
+    '2026-01-11T00:00:00'
+    """
 
     train_start: pd.Timestamp
     train_end: pd.Timestamp
@@ -33,7 +40,15 @@ class SplitWindows:
 
 @dataclass(frozen=True)
 class TimeSplit:
-    """The three windows' examples (original index kept) and their boundaries."""
+    """The three windows' examples (original index kept) and their boundaries.
+
+    >>> import pandas as pd
+    >>> from ml.split import time_gapped_split
+    >>> examples = pd.DataFrame({"as_of": pd.date_range("2026-01-01", periods=12), "label": [0, 1] * 6})
+    >>> split = time_gapped_split(examples, test_days=2, validation_days=2, gap_days=1)
+    >>> split.validation.index.tolist(), split.test.index.tolist(), split.dropped_in_gaps
+    ([7, 8], [10, 11], 2)
+    """
 
     train: pd.DataFrame
     validation: pd.DataFrame
@@ -57,6 +72,18 @@ def time_gapped_split(
     test window is exactly the last ``test_days`` calendar days of the data. Each of the
     three windows must hold both labels: a window without positives (or negatives) cannot
     measure AUC nor stop training early, and failing loudly beats a silent NaN.
+
+    >>> import pandas as pd
+    >>> from ml.split import time_gapped_split
+    >>> examples = pd.DataFrame({
+    ...     "as_of": pd.date_range("2026-01-01 09:30", periods=12, freq="D"),
+    ...     "label": [0, 1] * 6,
+    ... })
+    >>> split = time_gapped_split(examples, test_days=2, validation_days=2, gap_days=1)
+    >>> len(split.train), len(split.validation), len(split.test)
+    (6, 2, 2)
+    >>> str(split.windows.train_end), str(split.windows.test_end)
+    ('2026-01-07 00:00:00', '2026-01-13 00:00:00')
     """
     if test_days <= 0 or validation_days <= 0:
         raise ValueError(

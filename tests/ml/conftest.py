@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 import yaml
 
-from orchestration.parameters import DEFAULT_PARAMETERS
+from orchestration.settings import DEFAULT_PARAMETERS
 
 
 @pytest.fixture(scope="session")
@@ -18,14 +18,29 @@ def parameters() -> dict[str, Any]:
 
 
 @pytest.fixture
-def small_model_parameters(parameters: dict[str, Any]) -> dict[str, Any]:
-    """The model section with a tiny, fast CatBoost (the rest as in parameters.yaml)."""
-    section = dict(parameters["model"])
-    section["catboost"] = {
-        **section["catboost"],
-        "iterations": 50,
-        "learning_rate": 0.2,
-        "early_stopping_rounds": 10,
-        "thread_count": 1,
+def model_kwargs(parameters: dict[str, Any]) -> dict[str, Any]:
+    """``PropensityModel``'s keyword arguments as parameters.yaml's ``model`` section sets them."""
+    section = parameters["model"]
+    return {
+        "categorical_features": list(section["categorical_features"]),
+        "numeric_features": list(section["numeric_features"]),
+        "text_features": list(section["text_features"]),
+        "catboost_params": dict(section["catboost"]),
+        "missing_category": str(section["missing_category"]),
+        "correct_class_weights": bool(section["correct_class_weights"]),
     }
-    return section
+
+
+@pytest.fixture
+def small_model_kwargs(model_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The same keyword arguments with a tiny, fast CatBoost."""
+    return {
+        **model_kwargs,
+        "catboost_params": {
+            **model_kwargs["catboost_params"],
+            "iterations": 50,
+            "learning_rate": 0.2,
+            "early_stopping_rounds": 10,
+            "thread_count": 1,
+        },
+    }

@@ -10,6 +10,7 @@ from sklearn.metrics import (  # type: ignore[import-untyped]
     roc_auc_score,
 )
 
+from ml.bootstrap import paired_bootstrap_difference
 from ml.metrics import (
     average_precision,
     brier_score,
@@ -18,7 +19,6 @@ from ml.metrics import (
     lift_at_top,
     log_loss,
     metric_names,
-    paired_bootstrap_difference,
     precision_at_top,
     roc_auc,
 )

@@ -10,10 +10,10 @@ from ml.model import PropensityModel
 from tests.ml.synthetic import make_examples
 
 
-def test_learns_a_brand_planted_in_the_sequence(small_model_parameters: dict[str, Any]) -> None:
+def test_learns_a_brand_planted_in_the_sequence(small_model_kwargs: dict[str, Any]) -> None:
     examples = make_examples(3000, seed=1)
     train, validation, test = examples[:2000], examples[2000:2500], examples[2500:]
-    model = PropensityModel.from_parameters(small_model_parameters).fit(
+    model = PropensityModel(**small_model_kwargs).fit(
         train, train["label"], eval_set=(validation, validation["label"])
     )
     score = model.predict_proba(test)
@@ -31,47 +31,43 @@ def test_learns_a_brand_planted_in_the_sequence(small_model_parameters: dict[str
     assert (tokenizer["delimiter"], tokenizer["lowercasing"]) == (";", "0")
 
 
-def test_deterministic_with_a_seed(small_model_parameters: dict[str, Any]) -> None:
+def test_deterministic_with_a_seed(small_model_kwargs: dict[str, Any]) -> None:
     examples = make_examples(1000, seed=2)
-    first = PropensityModel.from_parameters(small_model_parameters).fit(examples, examples["label"])
-    second = PropensityModel.from_parameters(small_model_parameters).fit(
-        examples, examples["label"]
-    )
+    first = PropensityModel(**small_model_kwargs).fit(examples, examples["label"])
+    second = PropensityModel(**small_model_kwargs).fit(examples, examples["label"])
     np.testing.assert_array_equal(first.predict_proba(examples), second.predict_proba(examples))
     assert first.best_iteration_ is None
     assert first.tree_count_ == 50  # no eval set: no early stopping
 
 
-def test_handles_nulls_in_pandas_string_columns(small_model_parameters: dict[str, Any]) -> None:
+def test_handles_nulls_in_pandas_string_columns(small_model_kwargs: dict[str, Any]) -> None:
     examples = make_examples(1000, seed=3)
     for column in ["gender", "city", "traffic_source", "category_sequence"]:
         examples[column] = examples[column].astype("str")  # pandas 3 strings: NULL is NaN
     examples.loc[::7, ["gender", "category_sequence"]] = np.nan
     examples.loc[::5, "age"] = np.nan
-    model = PropensityModel.from_parameters(small_model_parameters).fit(examples, examples["label"])
+    model = PropensityModel(**small_model_kwargs).fit(examples, examples["label"])
     assert np.isfinite(model.predict_proba(examples)).all()
 
 
-def test_an_all_empty_text_column_is_left_out(small_model_parameters: dict[str, Any]) -> None:
+def test_an_all_empty_text_column_is_left_out(small_model_kwargs: dict[str, Any]) -> None:
     examples = make_examples(800, seed=4)
     examples["category_sequence"] = None
-    model = PropensityModel.from_parameters(small_model_parameters).fit(examples, examples["label"])
+    model = PropensityModel(**small_model_kwargs).fit(examples, examples["label"])
     assert model.dropped_text_features_ == ["category_sequence"]
     assert "category_sequence" not in set(model.feature_names_in_)
     assert model.predict_proba(examples).shape == (800,)
 
 
 def test_class_weight_correction_restores_the_base_rate(
-    small_model_parameters: dict[str, Any],
+    small_model_kwargs: dict[str, Any],
 ) -> None:
     examples = make_examples(2000, seed=5, signal_brand="Nike")
     examples["label"] = (np.random.default_rng(5).random(2000) < 0.1).astype(int)  # no signal
-    corrected = PropensityModel.from_parameters(small_model_parameters).fit(
+    corrected = PropensityModel(**small_model_kwargs).fit(examples, examples["label"])
+    raw = PropensityModel(**{**small_model_kwargs, "correct_class_weights": False}).fit(
         examples, examples["label"]
     )
-    raw = PropensityModel.from_parameters(
-        {**small_model_parameters, "correct_class_weights": False}
-    ).fit(examples, examples["label"])
     ratio = corrected.class_weight_ratio_
     assert ratio == pytest.approx(
         np.sqrt((examples["label"] == 0).sum() / examples["label"].sum()), rel=1e-5
@@ -85,9 +81,9 @@ def test_class_weight_correction_restores_the_base_rate(
     )
 
 
-def test_input_errors(small_model_parameters: dict[str, Any]) -> None:
+def test_input_errors(small_model_kwargs: dict[str, Any]) -> None:
     examples = make_examples(200, seed=6)
-    model = PropensityModel.from_parameters(small_model_parameters)
+    model = PropensityModel(**small_model_kwargs)
     with pytest.raises(RuntimeError, match="not fitted"):
         model.predict_proba(examples)
     with pytest.raises(ValueError, match="single class"):
@@ -96,8 +92,8 @@ def test_input_errors(small_model_parameters: dict[str, Any]) -> None:
         model.fit(examples.drop(columns="age"), examples["label"])
 
 
-def test_parameters_yaml_configures_catboost(parameters: dict[str, Any]) -> None:
-    model = PropensityModel.from_parameters(parameters["model"])
+def test_parameters_yaml_configures_catboost(model_kwargs: dict[str, Any]) -> None:
+    model = PropensityModel(**model_kwargs)
     params = model.catboost_params
     assert params["auto_class_weights"] == "SqrtBalanced"
     assert params["eval_metric"] == "AUC"

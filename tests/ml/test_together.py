@@ -15,12 +15,12 @@ from tests.ml.synthetic import make_examples
 
 
 def test_model_beats_every_rule_on_a_planted_signal(
-    parameters: dict[str, Any], small_model_parameters: dict[str, Any]
+    parameters: dict[str, Any], small_model_kwargs: dict[str, Any]
 ) -> None:
     evaluation = parameters["evaluation"]
     examples = make_examples(4000, seed=11)  # as_of spread over 120 days
     split = time_gapped_split(examples, test_days=20, validation_days=20, gap_days=3)
-    model = PropensityModel.from_parameters(small_model_parameters).fit(
+    model = PropensityModel(**small_model_kwargs).fit(
         split.train,
         split.train["label"],
         eval_set=(split.validation, split.validation["label"]),

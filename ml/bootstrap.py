@@ -1,0 +1,115 @@
+"""Paired bootstrap of the difference of one metric between two scorers on the same rows.
+
+Both scorers are measured on the same resamples, so the interval reflects the difference
+between them rather than the (much larger) noise of each metric alone: what the promotion
+gate (``ml.gate``) needs. Resamples are drawn as per-row counts and measured by
+``ml.weighted_metrics`` from one sort per scorer, so 1,000 paired resamples of 50k rows
+take seconds (scikit-learn's metrics would re-sort every resample).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from ml.metrics import _labels_and_scores, higher_is_better, metric_value
+from ml.weighted_metrics import TieGroups, weighted_metric
+
+FloatArray = npt.NDArray[np.float64]
+
+# Weight matrices are built in chunks of about this many cells (8 bytes each).
+_CHUNK_CELLS = 2_000_000
+
+
+@dataclass(frozen=True)
+class BootstrapDifference:
+    """``metric(a) - metric(b)`` on the data and its paired-bootstrap interval.
+
+    >>> from ml.bootstrap import BootstrapDifference
+    >>> result = BootstrapDifference("log_loss", -0.02, -0.021, -0.03, -0.01, 0.95, 1000, 0)
+    >>> result.higher_is_better, result.a_is_better, result.excludes_zero
+    (False, True, True)
+    """
+
+    metric: str
+    difference: float
+    bootstrap_mean: float
+    lower: float
+    upper: float
+    confidence_level: float
+    n_boot: int
+    # Resamples where the metric was undefined (e.g. no positive drawn) and left out.
+    undefined_resamples: int
+
+    @property
+    def higher_is_better(self) -> bool:
+        return higher_is_better(self.metric)
+
+    @property
+    def a_is_better(self) -> bool:
+        """True when the whole interval lies on the side where ``a`` beats ``b``."""
+        return self.lower > 0 if self.higher_is_better else self.upper < 0
+
+    @property
+    def excludes_zero(self) -> bool:
+        return self.lower > 0 or self.upper < 0
+
+
+def paired_bootstrap_difference(
+    y_true: npt.ArrayLike,
+    score_a: npt.ArrayLike,
+    score_b: npt.ArrayLike,
+    metric: str,
+    n_boot: int,
+    seed: int,
+    confidence_level: float,
+) -> BootstrapDifference:
+    """Paired bootstrap of ``metric(a) - metric(b)`` with a percentile interval.
+
+    ``difference`` is measured on the data itself, the interval on the resamples.
+
+    >>> from ml.bootstrap import paired_bootstrap_difference
+    >>> y = [0, 1] * 10
+    >>> perfect, constant = [0.1, 0.9] * 10, [0.5] * 20
+    >>> result = paired_bootstrap_difference(y, perfect, constant, "roc_auc", 200, 0, 0.95)
+    >>> result.difference, result.lower, result.upper, result.a_is_better
+    (0.5, 0.5, 0.5, True)
+    """
+    y, a = _labels_and_scores(y_true, score_a)
+    _, b = _labels_and_scores(y_true, score_b)
+    if n_boot < 1:
+        raise ValueError("n_boot must be at least 1")
+    if not 0 < confidence_level < 1:
+        raise ValueError("confidence_level must be between 0 and 1")
+    observed = metric_value(metric, y, a) - metric_value(metric, y, b)
+    n = y.size
+    groups_a, groups_b = TieGroups.of(y, a), TieGroups.of(y, b)
+    rng = np.random.default_rng(seed)
+    chunk = max(1, _CHUNK_CELLS // n)
+    differences: list[FloatArray] = []
+    for first in range(0, n_boot, chunk):
+        size = min(chunk, n_boot - first)
+        draws = rng.integers(0, n, size=(size, n)) + (np.arange(size) * n)[:, None]
+        weights = np.bincount(draws.ravel(), minlength=size * n).reshape(size, n).astype(np.float64)
+        differences.append(
+            weighted_metric(metric, y, a, groups_a, weights)
+            - weighted_metric(metric, y, b, groups_b, weights)
+        )
+    all_differences = np.concatenate(differences)
+    defined = all_differences[np.isfinite(all_differences)]
+    if defined.size == 0:
+        raise ValueError(f"{metric} is undefined on every bootstrap resample")
+    tail = (1.0 - confidence_level) / 2.0
+    lower, upper = np.quantile(defined, [tail, 1.0 - tail])
+    return BootstrapDifference(
+        metric=metric,
+        difference=observed,
+        bootstrap_mean=float(defined.mean()),
+        lower=float(lower),
+        upper=float(upper),
+        confidence_level=confidence_level,
+        n_boot=n_boot,
+        undefined_resamples=int(all_differences.size - defined.size),
+    )
