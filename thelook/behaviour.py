@@ -1,9 +1,9 @@
 """The customer behaviour behind the simulator: catalogue, latent state, product draws, truth.
 
 Kept apart from `thelook.simulator` (which handles time, ids, text columns and the
-warehouse) because this is the part whose probabilities must be exact: the product
-drawn for an item depends only on the customer's latent state and the order's month and
-campaign phase, and `target_item_probability` computes the chance of a target-brand item
+warehouse; thelook/README.md describes both) because this is the part whose probabilities
+must be exact: the product drawn for an item depends only on the customer's latent state
+and the order's month and campaign phase, and `target_item_probability` computes the chance of a target-brand item
 from the very same tables the sampler draws from. Everything is vectorised over customers,
 orders or items; loops run over the two departments or the 192 market buckets only.
 """
@@ -15,6 +15,8 @@ from pathlib import Path
 
 import duckdb
 import numpy as np
+
+from thelook.settings import BehaviourSettings
 
 DEPARTMENTS = ("Men", "Women")  # index 0 / 1; gender M shops Men, F shops Women
 PRICE_TIERS = 4  # quartiles of retail_price within a department
@@ -84,6 +86,9 @@ def load_catalogue(con: duckdb.DuckDBPyConnection, target_brands: tuple[str, ...
     change[1:] = (department[1:] != department[:-1]) | (brand[1:] != brand[:-1])
     group_start = np.flatnonzero(change).astype(np.int64)
     group_size = np.diff(np.append(group_start, len(brand))).astype(np.int64)
+    # A target is a brand string exactly as shipped; dbt labels by the brand as staging
+    # cleans it. On the shipped catalogue both mark the same products:
+    # tests/thelook/test_dbt_agreement.py holds them together.
     targets = set(target_brands)
     group_brand = tuple(str(b) for b in brand[group_start])
     group_is_target = np.array([b in targets for b in group_brand], dtype=bool)
@@ -101,26 +106,6 @@ def load_catalogue(con: duckdb.DuckDBPyConnection, target_brands: tuple[str, ...
         group_brand=group_brand,
         group_is_target=group_is_target,
     )
-
-
-@dataclass(frozen=True)
-class Behaviour:
-    """The knobs that shape product choice, already neutralised for thelook mode."""
-
-    favourite_brands: int
-    brand_popularity_exponent: float
-    loyalty_alpha: float
-    loyalty_beta: float
-    cross_department_customer_share: float
-    cross_department_item_share: float
-    price_tier_affinity: float
-    seasonal_category_factor: float
-    winter_months: tuple[int, ...]
-    winter_categories: tuple[str, ...]
-    summer_months: tuple[int, ...]
-    summer_categories: tuple[str, ...]
-    campaign_uplift: float
-    loyal: bool  # False: thelook mode, no favourites, no loyalty, uniform market
 
 
 @dataclass(frozen=True)
@@ -144,7 +129,7 @@ def concat_latent(parts: list[Latent]) -> Latent:
 
 
 def draw_latent(
-    rng: np.random.Generator, gender: np.ndarray, cat: Catalogue, b: Behaviour
+    rng: np.random.Generator, gender: np.ndarray, cat: Catalogue, b: BehaviourSettings
 ) -> Latent:
     """Draw each customer's latent state; `gender` is 0 (M) / 1 (F), which is the home dept."""
     n = len(gender)
@@ -194,7 +179,7 @@ def bucket(dept: np.ndarray, tier: np.ndarray, month: np.ndarray, phase: np.ndar
     return np.asarray(index + phase, dtype=np.int64)
 
 
-def build_market(cat: Catalogue, b: Behaviour) -> Market:
+def build_market(cat: Catalogue, b: BehaviourSettings) -> Market:
     winter = np.isin(np.array(cat.categories, dtype=object), list(b.winter_categories))
     summer = np.isin(np.array(cat.categories, dtype=object), list(b.summer_categories))
     cdfs: list[np.ndarray] = []

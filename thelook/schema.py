@@ -8,6 +8,7 @@ what BigQuery's TIMESTAMP is, and GEOGRAPHY as its WKT text.
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 
 DUCKDB_TYPES = {
@@ -21,8 +22,23 @@ DUCKDB_TYPES = {
 RAW_SCHEMA = "raw"
 META_SCHEMA = "meta"
 PARTITIONS_TABLE = f"{META_SCHEMA}.partitions"
-# BigQuery's INFORMATION_SCHEMA.PARTITIONS names rows whose partitioning column is NULL so.
+
+# BigQuery's partition_id of a day-partitioned table: the day as YYYYMMDD, and this name
+# for the rows whose partitioning column is NULL. dbt computes the same in its
+# `partition_id` macro (dbt_project/macros/portability.sql); tests/thelook/test_dbt_agreement.py
+# holds the two together.
+PARTITION_ID_FORMAT = "%Y%m%d"
 NULL_PARTITION_ID = "__NULL__"
+
+
+def partition_id(day: dt.date | None) -> str:
+    """The partition_id of the rows of `day` (a date or a timestamp)."""
+    return NULL_PARTITION_ID if day is None else day.strftime(PARTITION_ID_FORMAT)
+
+
+def partition_id_sql(column: str) -> str:
+    """DuckDB SQL for the partition_id of a day-partitioned TIMESTAMP column."""
+    return f"coalesce(strftime({column}, '{PARTITION_ID_FORMAT}'), '{NULL_PARTITION_ID}')"
 
 
 @dataclass(frozen=True)

@@ -20,11 +20,11 @@ import duckdb
 
 from thelook.schema import (
     META_SCHEMA,
-    NULL_PARTITION_ID,
     PARTITIONS_TABLE,
     RAW_SCHEMA,
     TABLES,
     Table,
+    partition_id_sql,
 )
 
 LOAD_HISTORY_TABLE = f"{META_SCHEMA}.load_history"
@@ -145,11 +145,6 @@ def apply_raw_writes(
         )
         writes.append(TableWrite(name, rows, tuple(partitions)))
     return writes
-
-
-def partition_id_sql(column: str) -> str:
-    """BigQuery's partition_id of a day-partitioned TIMESTAMP column."""
-    return f"coalesce(strftime({column}, '%Y%m%d'), '{NULL_PARTITION_ID}')"
 
 
 def first_row(

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from orchestration.dbt import run_dbt
-from orchestration.parameters import load_parameters
+from orchestration.settings import load_parameters
 from thelook import simulator
 from thelook.warehouse import connect
 
@@ -29,7 +29,7 @@ def build(warehouse: Path, *args: str, **vars: object) -> str:
     """`dbt build` of the feature models on this warehouse; returns dbt's output, fails the
     test on error. (The scoring models need the pipeline's scores: tests/orchestration.)"""
     command = ["build", "--exclude", "tag:scoring", *args]
-    result = run_dbt(command, warehouse=warehouse, vars=vars, check=False, capture=True)
+    result = run_dbt(command, warehouse=warehouse, vars=vars, check=False)
     assert result.returncode == 0, result.stdout[-6000:]
     return result.stdout
 
@@ -46,9 +46,10 @@ def table(warehouse: Path, name: str) -> pd.DataFrame:
 def simulate_small(
     warehouse: Path, users: int = 1500, end: dt.date = dt.date(2024, 6, 30), seed: int = 7
 ) -> None:
+    params = load_parameters()
+    settings = params.simulation.with_overrides(users=users, end=end, seed=seed)
     con = connect(warehouse)
-    config = simulator.config_from_parameters(load_parameters(), users=users, end=end, seed=seed)
-    simulator.simulate(con, config)
+    simulator.simulate(con, settings, params.campaign.target_brands)
     con.close()
 
 

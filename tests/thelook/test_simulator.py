@@ -13,31 +13,24 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from orchestration.parameters import load_parameters, target_brands
-from thelook import simulator
+from tests.thelook.shipped import shipped_settings, shipped_target_brands
 from thelook.schema import TABLES
-from thelook.simulator import (
-    SimulationConfig,
-    SimulationError,
-    append_days,
-    config_from_parameters,
-    simulate,
-)
+from thelook.settings import SimulationSettings
+from thelook.simulator import SimulationError, append_days, history, simulate
+from thelook.simulator.truth import read_simulation
 from thelook.warehouse import apply_raw_writes, connect
 
-TARGETS = tuple(target_brands(load_parameters()))
+TARGETS = shipped_target_brands()
 END = dt.date(2026, 10, 31)
 
 
-def _config(**kw: object) -> SimulationConfig:
-    values: dict[str, object] = {"users": 3000, "seed": 7, "end": END}
-    values.update(kw)
-    return config_from_parameters(load_parameters(), **values)
+def _settings(**kw: object) -> SimulationSettings:
+    return shipped_settings(**{"users": 3000, "seed": 7, "end": END, **kw})
 
 
-def _world(path: Path, config: SimulationConfig) -> duckdb.DuckDBPyConnection:
+def _world(path: Path, settings: SimulationSettings) -> duckdb.DuckDBPyConnection:
     con = connect(path)
-    simulate(con, config)
+    simulate(con, settings, TARGETS)
     return con
 
 
@@ -54,26 +47,26 @@ CONTENT_TABLES = [t.qualified_name for t in TABLES.values()] + [
 
 @pytest.fixture(scope="module")
 def behavioural(tmp_path_factory: pytest.TempPathFactory) -> duckdb.DuckDBPyConnection:
-    return _world(tmp_path_factory.mktemp("b") / "w.duckdb", _config(users=4000))
+    return _world(tmp_path_factory.mktemp("b") / "w.duckdb", _settings(users=4000))
 
 
 @pytest.fixture(scope="module")
 def thelook(tmp_path_factory: pytest.TempPathFactory) -> duckdb.DuckDBPyConnection:
-    return _world(tmp_path_factory.mktemp("t") / "w.duckdb", _config(mode="thelook", users=5000))
+    return _world(tmp_path_factory.mktemp("t") / "w.duckdb", _settings(mode="thelook", users=5000))
 
 
-def test_same_config_gives_identical_tables(tmp_path: Path) -> None:
-    a = _world(tmp_path / "a.duckdb", _config(users=800))
-    b = _world(tmp_path / "b.duckdb", _config(users=800))
+def test_same_settings_give_identical_tables(tmp_path: Path) -> None:
+    a = _world(tmp_path / "a.duckdb", _settings(users=800))
+    b = _world(tmp_path / "b.duckdb", _settings(users=800))
     for table in CONTENT_TABLES:
         assert _contents(a, table) == _contents(b, table), table
-    c = _world(tmp_path / "c.duckdb", _config(users=800, seed=8))
+    c = _world(tmp_path / "c.duckdb", _settings(users=800, seed=8))
     assert _contents(a, "raw.order_items") != _contents(c, "raw.order_items")
 
 
 def test_simulate_replaces_an_earlier_world(tmp_path: Path) -> None:
-    con = _world(tmp_path / "w.duckdb", _config(users=900))
-    simulate(con, _config(users=300, mode="thelook"))
+    con = _world(tmp_path / "w.duckdb", _settings(users=900))
+    simulate(con, _settings(users=300, mode="thelook"), TARGETS)
     assert con.execute("select count(*) from raw.users").fetchall() == [(300,)]
     assert con.execute("select max(user_id) from truth.customers").fetchall() == [(300,)]
     assert con.execute("select mode from truth.simulation").fetchall() == [("thelook",)]
@@ -199,7 +192,7 @@ def test_thelook_truth_is_the_department_share(thelook: duckdb.DuckDBPyConnectio
 def test_campaign_raises_target_share(tmp_path: Path) -> None:
     start = dt.date(2023, 1, 1)
     con = _world(
-        tmp_path / "w.duckdb", _config(users=4000, campaign_start=start, campaign_uplift=4.0)
+        tmp_path / "w.duckdb", _settings(users=4000, campaign_start=start, campaign_uplift=4.0)
     )
     brands = ", ".join("'" + b + "'" for b in TARGETS)
     before, after, n_before, n_after = con.execute(
@@ -231,7 +224,7 @@ def _partitions(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[int, object]]
 
 
 def test_append_days_adds_new_days_and_keeps_the_past(tmp_path: Path) -> None:
-    con = _world(tmp_path / "w.duckdb", _config(users=3000))
+    con = _world(tmp_path / "w.duckdb", _settings(users=3000))
     before = _partitions(con)
     old_end = END.strftime("%Y%m%d")
     old_items = con.execute(
@@ -271,8 +264,8 @@ def test_append_days_adds_new_days_and_keeps_the_past(tmp_path: Path) -> None:
 
 
 def test_append_days_is_deterministic_in_any_split(tmp_path: Path) -> None:
-    a = _world(tmp_path / "a.duckdb", _config(users=1500))
-    b = _world(tmp_path / "b.duckdb", _config(users=1500))
+    a = _world(tmp_path / "a.duckdb", _settings(users=1500))
+    b = _world(tmp_path / "b.duckdb", _settings(users=1500))
     append_days(a, 3)
     append_days(b, 1)
     append_days(b, 2)
@@ -284,7 +277,7 @@ def test_append_days_is_deterministic_in_any_split(tmp_path: Path) -> None:
 
 
 def test_append_days_works_in_thelook_mode(tmp_path: Path) -> None:
-    con = _world(tmp_path / "w.duckdb", _config(users=1000, mode="thelook"))
+    con = _world(tmp_path / "w.duckdb", _settings(users=1000, mode="thelook"))
     result = append_days(con, 2)
     assert result.rows["truth.orders"] > 0
 
@@ -295,49 +288,38 @@ def test_append_days_needs_a_simulation(tmp_path: Path) -> None:
         append_days(con, 1)
 
 
-def test_config_from_parameters_file() -> None:
-    params = load_parameters()
-    config = config_from_parameters(params, users=10)
-    assert config.users == 10
-    assert config.target_brands == tuple(params["campaign"]["target_brands"])
-    assert config.mode in ("thelook", "behavioural")
-    with pytest.raises(ValueError, match="unknown simulation setting"):
-        config_from_parameters(params, no_such_knob=1)
-    incomplete = {
-        **params,
-        "simulation": {k: v for k, v in params["simulation"].items() if k != "seed"},
-    }
-    with pytest.raises(ValueError, match=r"missing simulation setting.*seed"):
-        config_from_parameters(incomplete)
+def test_the_stored_simulation_round_trips(behavioural: duckdb.DuckDBPyConnection) -> None:
+    stored = read_simulation(behavioural)
+    assert stored.settings == _settings(users=4000)
+    assert stored.target_brands == TARGETS
+    assert stored.end == END
 
 
-def test_users_for_order_items() -> None:
-    # 1.25 orders per user x 1.45 items per order with the generator's weights
-    assert _config(mode="thelook").users_for_order_items(1_812_500) == 1_000_000
-    assert _config().users_for_order_items(1) == 1
-    # The config's own weights count: one order of one item per user.
-    single = _config(orders_per_user_weights=[0, 1], items_per_order_weights=[1])
-    assert single.users_for_order_items(500) == 500
+def test_append_days_refuses_invalid_stored_settings(tmp_path: Path) -> None:
+    con = _world(tmp_path / "w.duckdb", _settings(users=20))
+    con.execute("update truth.simulation set config = json_merge_patch(config, '{\"users\": 0}')")
+    with pytest.raises(SimulationError, match="users"):
+        append_days(con, 1)
 
 
 def test_a_failed_simulation_changes_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    con = _world(tmp_path / "w.duckdb", _config(users=500))
+    con = _world(tmp_path / "w.duckdb", _settings(users=500))
     before = {t: _contents(con, t) for t in ("raw.users", "raw.order_items", "truth.orders")}
 
     def write_then_fail(*args: object, **kwargs: object) -> None:
         apply_raw_writes(*args, **kwargs)  # type: ignore[arg-type]
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(simulator, "apply_raw_writes", write_then_fail)
+    monkeypatch.setattr(history, "apply_raw_writes", write_then_fail)
     with pytest.raises(RuntimeError, match="disk full"):
-        simulate(con, _config(users=200, seed=1))
+        simulate(con, _settings(users=200, seed=1), TARGETS)
     assert before == {t: _contents(con, t) for t in before}
 
 
 def test_tiny_worlds_and_quiet_days(tmp_path: Path) -> None:
-    con = _world(tmp_path / "w.duckdb", _config(users=20))
+    con = _world(tmp_path / "w.duckdb", _settings(users=20))
     for _ in range(3):
         append_days(con, 1)
     assert con.execute("select end_date from truth.simulation").fetchall() == [
