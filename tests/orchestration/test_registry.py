@@ -1,43 +1,72 @@
-"""orchestration/registry.py against a real MLflow SQLite store in a temporary folder.
+"""orchestration/{mlflow_store,tracking,registry}.py against real MLflow SQLite stores in
+temporary folders.
 
-One store serves the whole module (creating its tables takes seconds); every test
-registers into a model name of its own, so tests don't see each other's versions.
+One store serves the whole module (creating its tables takes seconds) and is MLflow's
+configured store while the module runs; every test registers into a model name of its
+own, so tests don't see each other's versions. MLflow's process-wide URIs are put back
+afterwards, so no other test module sees these stores.
+
+Kept whole: the tracker's and the registry's tests share that one store, and the
+registry's tests register runs the tracker logged.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import matplotlib.pyplot as plt
+import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from ml.baselines import OverallRate, RateByGroup
 from ml.model import PropensityModel
 from ml.plots import roc_figure
 from orchestration.environment import current_environment
-from orchestration.parameters import load_parameters
-from orchestration.registry import (
-    HISTORY_TAG,
-    ModelRef,
-    Registry,
-    RegistryError,
-    flatten_params,
+from orchestration.mlflow_store import (
+    configure_mlflow,
     local_tracking_uri,
+    require_configured,
     tracking_uri,
 )
+from orchestration.registry import ModelRef, Registry, RegistryError
+from orchestration.tracking import Tracker, flatten_params
 from tests.ml.synthetic import make_examples
 
 EXPERIMENT = "nextbuy-test"
+PARAMETERS = Path(__file__).resolve().parents[2] / "parameters.yaml"
 
 
-@pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> str:
-    return local_tracking_uri(tmp_path_factory.mktemp("store"))
+@pytest.fixture(scope="module", autouse=True)
+def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The module's store, configured as MLflow's for the module's tests."""
+    from mlflow.tracking._model_registry import utils as registry_utils
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    uri = local_tracking_uri(tmp_path_factory.mktemp("store"))
+    saved = tracking_utils._tracking_uri, registry_utils._registry_uri
+    with mock.patch.dict(os.environ):
+        configure_mlflow(uri)
+        try:
+            yield uri
+        finally:
+            mlflow.set_tracking_uri(saved[0])  # type: ignore[arg-type]
+            mlflow.set_registry_uri(saved[1])  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def reconfigure(store: str) -> Iterator[None]:
+    """For a test that points MLflow elsewhere: the module's store again afterwards."""
+    yield
+    configure_mlflow(store)
 
 
 @pytest.fixture(scope="module")
@@ -47,13 +76,16 @@ def examples() -> pd.DataFrame:
 
 
 @pytest.fixture
+def tracker(store: str) -> Tracker:
+    return Tracker(store, experiment=EXPERIMENT)
+
+
+@pytest.fixture
 def registry(store: str, request: pytest.FixtureRequest) -> Registry:
-    return Registry(
-        store, experiment=EXPERIMENT, model_name=f"m-{request.node.name}", alias="champion"
-    )
+    return Registry(store, model_name=f"m-{request.node.name}", alias="champion")
 
 
-def _log(registry: Registry, scorer: Any, examples: pd.DataFrame, **overrides: Any) -> str:
+def _log(tracker: Tracker, scorer: Any, examples: pd.DataFrame, **overrides: Any) -> str:
     arguments: dict[str, Any] = {
         "run_name": f"run-{scorer.name}",
         "scorer": scorer,
@@ -66,15 +98,14 @@ def _log(registry: Registry, scorer: Any, examples: pd.DataFrame, **overrides: A
         "input_example": examples.head(5),
         "tags": {},
     }
-    return registry.log_run(**{**arguments, **overrides})
+    return tracker.log_run(**{**arguments, **overrides})
 
 
 @pytest.fixture(scope="module")
-def baseline_run(store: str, examples: pd.DataFrame) -> tuple[str, RateByGroup]:
+def baseline_run(store: str, examples: pd.DataFrame) -> str:
     """One logged run of a fitted rule, for tests that only need something to register."""
     scorer = RateByGroup("gender").fit(examples, examples["label"])
-    shared = Registry(store, experiment=EXPERIMENT, model_name="shared", alias="champion")
-    return _log(shared, scorer, examples), scorer
+    return _log(Tracker(store, experiment=EXPERIMENT), scorer, examples)
 
 
 def test_local_store_lives_under_home(tmp_path: Path) -> None:
@@ -93,34 +124,48 @@ def test_tracking_uri_honours_mlflow_tracking_uri(
     assert tracking_uri(env) == "http://mlflow.internal:5000"
 
 
-def test_from_parameters_reads_the_registry_section(
-    store: str, monkeypatch: pytest.MonkeyPatch
+def test_configure_mlflow_points_tracking_and_registry_at_one_store(
+    store: str, tmp_path: Path, reconfigure: None
 ) -> None:
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
-    registry = Registry.from_parameters(load_parameters(), current_environment())
-    assert (registry.tracking_uri, registry.model_name, registry.alias) == (
-        store,
-        "nextbuy-brand-propensity",
-        "champion",
-    )
+    require_configured(store)
+    elsewhere = local_tracking_uri(tmp_path / "elsewhere")
+    configure_mlflow(elsewhere)
+    assert (mlflow.get_tracking_uri(), mlflow.get_registry_uri()) == (elsewhere, elsewhere)
+    # Subprocesses inherit the store; artifact transfers draw no progress bars.
+    assert os.environ["MLFLOW_TRACKING_URI"] == elsewhere
+    assert os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] == "false"
+    require_configured(elsewhere)
+    with pytest.raises(RuntimeError, match=r"call configure_mlflow\('sqlite:///"):
+        require_configured(store)
 
 
 def test_nested_params_are_flattened_and_truncated() -> None:
     flat = flatten_params(
-        {"model": {"depth": 6, "tokenizers": [{"delimiter": ";"}]}, "long": "x" * 7000}
+        {
+            "model": {"depth": 6, "tokenizers": [{"delimiter": ";"}]},
+            "weights": [np.float64(0.5), math.nan],
+            "seed": np.int64(42),
+            "long": "x" * 7000,
+            "bad key!": "v",
+        }
     )
     assert flat["model.depth"] == "6"
     assert json.loads(flat["model.tokenizers"]) == [{"delimiter": ";"}]
-    assert len(flat["long"]) == 6000
+    assert json.loads(flat["weights"]) == [0.5, None]
+    assert flat["seed"] == "42"
+    assert len(flat["long"]) == 6000 and flat["long"].endswith("...")
+    assert flat["bad key_"] == "v"
 
 
-def test_log_register_promote_and_load(registry: Registry, examples: pd.DataFrame) -> None:
+def test_log_register_promote_and_load(
+    tracker: Tracker, registry: Registry, examples: pd.DataFrame
+) -> None:
     scorer = OverallRate().fit(examples, examples["label"])
     figure, axes = plt.subplots()
     axes.plot([0, 1], [0, 1])
     y = examples["label"].to_numpy(dtype=np.float64)
     run_id = _log(
-        registry,
+        tracker,
         scorer,
         examples,
         params={"split": {"test_days": 28}, "campaign.target_brands": ["Hanes", "Diesel"]},
@@ -137,23 +182,31 @@ def test_log_register_promote_and_load(registry: Registry, examples: pd.DataFram
         tables={"metrics_by_slice": pd.DataFrame({"slice": ["gender"], "roc_auc": [0.5]})},
         tags={"dagster.run_id": "abc"},
     )
-    run = registry.client.get_run(run_id)
+    run = tracker.client.get_run(run_id)
     assert run.info.status == "FINISHED"
+    assert run.info.experiment_id == tracker.experiment_id()
     assert run.data.params["split.test_days"] == "28"
     assert json.loads(run.data.params["campaign.target_brands"]) == ["Hanes", "Diesel"]
     assert run.data.params["data.train_start"] == "2026-01-01"
     assert run.data.metrics == {"roc_auc": 0.5, "brier": 0.2}  # NaN and None skipped
     assert run.data.tags["kind"] == "baseline" and run.data.tags["scorer_name"] == "overall_rate"
     assert run.data.tags["dagster.run_id"] == "abc"
-    artifacts = {a.path for a in registry.client.list_artifacts(run_id)}
+    artifacts = {a.path for a in tracker.client.list_artifacts(run_id)}
     assert {"data_window.json", "input_example.json", "figures", "tables"} <= artifacts
-    figures = {a.path for a in registry.client.list_artifacts(run_id, "figures")}
+    window = Path(tracker.client.download_artifacts(run_id, "data_window.json")).read_text()
+    assert json.loads(window) == {"train_start": "2026-01-01", "test_examples": "100"}
+    example = Path(tracker.client.download_artifacts(run_id, "input_example.json")).read_text()
+    assert len(json.loads(example)["data"]) == 5
+    figures = {a.path for a in tracker.client.list_artifacts(run_id, "figures")}
     assert figures == {"figures/roc.png", "figures/gains.png"}
+    tables = {a.path for a in tracker.client.list_artifacts(run_id, "tables")}
+    assert tables == {"tables/metrics_by_slice.csv"}
     assert not plt.fignum_exists(figure.number)  # closed once logged
-    experiment = registry.client.get_experiment(registry.experiment_id())
+    experiment = tracker.client.get_experiment(tracker.experiment_id())
     assert experiment.artifact_location.startswith(
-        Path(registry.tracking_uri.removeprefix("sqlite:///")).parent.as_uri()
+        Path(tracker.tracking_uri.removeprefix("sqlite:///")).parent.as_uri()
     )
+    assert tracker.artifact_uri(run_id).startswith(experiment.artifact_location)
 
     ref = registry.register(run_id)
     assert (ref.version, ref.kind, ref.scorer_name, ref.run_id) == (
@@ -162,51 +215,73 @@ def test_log_register_promote_and_load(registry: Registry, examples: pd.DataFram
         "overall_rate",
         run_id,
     )
+    assert ref.uri == f"models:/{registry.model_name}/1"
     assert ref.label() == f"{registry.model_name} v1 (overall_rate)"
     assert registry.champion() is None  # registered is not promoted
 
     registry.promote(ref, "first champion")
     assert registry.champion() == ref
     loaded = registry.load_scorer(ref)
+    assert loaded.ref == ref
     np.testing.assert_array_equal(loaded.predict(examples), scorer.predict_proba(examples))
 
 
 def test_a_catboost_model_scores_the_same_once_loaded(
-    registry: Registry, examples: pd.DataFrame
+    tracker: Tracker, registry: Registry, examples: pd.DataFrame
 ) -> None:
-    section = load_parameters()["model"]
-    section["catboost"] = {**section["catboost"], "iterations": 20, "thread_count": 1}
-    model = PropensityModel.from_parameters(section).fit(examples, examples["label"])
-    run_id = _log(registry, model, examples, kind="model")
+    section = yaml.safe_load(PARAMETERS.read_text(encoding="utf-8"))["model"]
+    model = PropensityModel(
+        categorical_features=section["categorical_features"],
+        numeric_features=section["numeric_features"],
+        text_features=section["text_features"],
+        catboost_params={**section["catboost"], "iterations": 20, "thread_count": 1},
+        missing_category=section["missing_category"],
+        correct_class_weights=section["correct_class_weights"],
+    ).fit(examples, examples["label"])
+    run_id = _log(tracker, model, examples, kind="model")
     ref = registry.register(run_id)
+    assert (ref.kind, ref.scorer_name) == ("model", "catboost")
     assert examples["gender"].isna().any()  # NULLs reach the loaded model as they are
     scores = registry.load_scorer(ref).predict(examples)
     assert scores.dtype == np.float64 and scores.shape == (len(examples),)
     np.testing.assert_allclose(scores, model.predict_proba(examples))
 
 
-def test_decision_is_kept_on_the_version(
-    registry: Registry, baseline_run: tuple[str, RateByGroup]
+def test_a_run_without_a_logged_model_is_not_registered(
+    tracker: Tracker, registry: Registry
 ) -> None:
-    run_id, _ = baseline_run
-    ref = registry.register(run_id)
-    decision = {"promote": False, "reason": "no better than rate_by_gender", "margin": 0.005}
+    run = tracker.client.create_run(tracker.experiment_id())
+    with pytest.raises(RegistryError, match=r"holds no model logged by Tracker\.log_run"):
+        registry.register(run.info.run_id)
+
+
+def test_decision_is_kept_on_the_version(registry: Registry, baseline_run: str) -> None:
+    ref = registry.register(baseline_run)
+    decision = {
+        "promote": False,
+        "reason": "no better than rate_by_gender",
+        "margin": np.float64(0.005),
+        "lift": math.nan,
+        "test_examples": np.int64(120),
+    }
     registry.record_decision(ref, decision)
     tags = registry.client.get_model_version(ref.name, ref.version).tags
     assert tags["gate.promote"] == "false"
     assert tags["gate.reason"] == "no better than rate_by_gender"
-    path = registry.client.download_artifacts(run_id, f"gate_decision_v{ref.version}.json")
-    saved = json.loads(Path(path).read_text())
+    assert tags["gate.decided_at"]
+    path = registry.client.download_artifacts(baseline_run, f"gate_decision_v{ref.version}.json")
+    saved = json.loads(Path(path).read_text())  # strict JSON: NaN would not parse back
     assert saved["promote"] is False and saved["margin"] == 0.005
+    assert saved["lift"] is None and saved["test_examples"] == 120
+    assert (saved["model"], saved["version"]) == (ref.name, ref.version)
 
 
 def test_rollback_walks_back_through_earlier_champions(
-    registry: Registry, baseline_run: tuple[str, RateByGroup]
+    registry: Registry, baseline_run: str
 ) -> None:
-    run_id, _ = baseline_run
     with pytest.raises(RegistryError, match="has no 'champion' alias"):
         registry.rollback()
-    first, second, third = (registry.register(run_id) for _ in range(3))
+    first, second, third = (registry.register(baseline_run) for _ in range(3))
     assert registry.versions() == [first, second, third]
     registry.promote(first, "first")
     with pytest.raises(RegistryError, match="no earlier champion") as error:
@@ -221,39 +296,98 @@ def test_rollback_walks_back_through_earlier_champions(
     with pytest.raises(RegistryError, match="v1 and there is no earlier champion"):
         registry.rollback()
     assert registry.champion() == first
-    actions = [(e["action"], e["version"]) for e in registry.history()]
-    assert actions == [
+    history = registry.history()
+    assert [(e["action"], e["version"], e.get("from")) for e in history] == [
+        ("promote", "1", None),
+        ("promote", "2", None),
+        ("promote", "3", None),
+        ("rollback", "2", "3"),
+        ("rollback", "1", "2"),
+    ]
+    assert [e["reason"] for e in history] == [
+        "first",
+        "second",
+        "third",
+        "rollback from v3",
+        "rollback from v2",
+    ]
+    assert all(e["at"] and set(e) <= {"action", "version", "from", "reason", "at"} for e in history)
+    assert [e["at"] for e in history] == sorted(e["at"] for e in history)
+    # The history lives on the versions the alias moved to, not in a registered-model tag.
+    tags = registry.client.get_model_version(registry.model_name, "2").tags
+    assert (tags["champion.2.action"], tags["champion.2.reason"]) == ("promote", "second")
+    assert (tags["champion.4.action"], tags["champion.4.from"]) == ("rollback", "3")
+    assert registry.client.get_registered_model(registry.model_name).tags == {}
+
+
+def test_a_champion_again_is_rolled_back_from_its_latest_promotion(
+    registry: Registry, baseline_run: str
+) -> None:
+    first, second = (registry.register(baseline_run) for _ in range(2))
+    for ref in (first, second, first):
+        registry.promote(ref, f"v{ref.version}")
+    assert [(e["action"], e["version"]) for e in registry.history()] == [
         ("promote", "1"),
         ("promote", "2"),
+        ("promote", "1"),
+    ]
+    assert registry.rollback() == second
+    assert registry.rollback() == first
+
+
+def test_rollback_skips_a_deleted_version(registry: Registry, baseline_run: str) -> None:
+    first, second, third = (registry.register(baseline_run) for _ in range(3))
+    for ref in (first, second, third):
+        registry.promote(ref, f"v{ref.version}")
+    registry.client.delete_model_version(registry.model_name, second.version)
+    assert registry.rollback() == first
+    assert [(e["action"], e["version"]) for e in registry.history()] == [
+        ("promote", "1"),
         ("promote", "3"),
-        ("rollback", "2"),
         ("rollback", "1"),
     ]
-    assert registry.client.get_registered_model(registry.model_name).tags[HISTORY_TAG]
 
 
 def test_champion_is_none_without_a_registered_model(registry: Registry) -> None:
     assert registry.champion() is None
+    assert registry.versions() == []
     assert registry.history() == []
 
 
-def test_registries_of_two_stores_do_not_share_mlflow_state(
+def test_two_stores_in_one_process_are_configured_in_turn(
+    store: str,
+    tracker: Tracker,
     registry: Registry,
     examples: pd.DataFrame,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
+    reconfigure: None,
 ) -> None:
-    """Logging sets MLflow's global URI only for the call: an MLFLOW_TRACKING_URI of the
-    process (here a store nobody uses) stays as it was and receives nothing."""
-    elsewhere = f"sqlite:///{tmp_path / 'elsewhere.db'}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", elsewhere)
+    """Each store gets what was logged while it was configured, and nothing is logged or
+    loaded through a store that is not the configured one."""
     monkeypatch.chdir(tmp_path)
-    run_id = _log(registry, OverallRate().fit(examples, examples["label"]), examples)
-    ref = registry.register(run_id)
-    registry.load_scorer(ref)
-    assert isinstance(ref, ModelRef)
-    import mlflow
+    scorer = OverallRate().fit(examples, examples["label"])
+    here = registry.register(_log(tracker, scorer, examples))
 
-    assert mlflow.get_tracking_uri() == elsewhere
-    assert not (tmp_path / "elsewhere.db").exists()
+    other = local_tracking_uri(tmp_path / "other")
+    configure_mlflow(other)
+    other_tracker = Tracker(other, experiment=EXPERIMENT)
+    other_registry = Registry(other, model_name=registry.model_name, alias="champion")
+    there = other_registry.register(_log(other_tracker, scorer, examples))
+    assert isinstance(there, ModelRef) and there.version == "1"
+    assert other_registry.load_scorer(there).scorer.name == "overall_rate"
+    assert registry.versions() == [here] and other_registry.versions() == [there]
+    runs = other_tracker.client.search_runs([other_tracker.experiment_id()])
+    assert [r.info.run_id for r in runs] == [there.run_id]
+
+    with pytest.raises(RuntimeError, match="configure_mlflow"):
+        registry.load_scorer(here)
+    with pytest.raises(RuntimeError, match="configure_mlflow"):
+        _log(tracker, scorer, examples, run_name="not-logged")
+    assert not tracker.client.search_runs(
+        [tracker.experiment_id()], filter_string="attributes.run_name = 'not-logged'"
+    )
     assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "mlruns").exists()
+
+    configure_mlflow(store)
+    assert registry.load_scorer(here).ref == here
