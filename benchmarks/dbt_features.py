@@ -37,14 +37,14 @@ PANDAS = f"""
 import sys
 sys.path.insert(0, {str(HERE.parent)!r})
 import duckdb
-from orchestration.parameters import load_parameters, target_brands
+from orchestration.settings import load_parameters
 from tests.dbt_project import notebook_features as nb
 con = duckdb.connect(sys.argv[1], read_only=True)
 raw = nb.read_raw(con)
 params = load_parameters()
-n = int(params["features"]["sequence_length"])
-examples = nb.training_examples(raw, target_brands(params), n)
-features = nb.customer_features(raw, target_brands(params), n, __import__("datetime").date.fromisoformat(sys.argv[2]))
+n = params.features.sequence_length
+examples = nb.training_examples(raw, list(params.campaign.target_brands), n)
+features = nb.customer_features(raw, list(params.campaign.target_brands), n, __import__("datetime").date.fromisoformat(sys.argv[2]))
 print(len(examples), len(features))
 """
 

@@ -98,9 +98,9 @@ def make_run(work: Path) -> dict[str, Any]:
 
 
 def main() -> None:
-    from orchestration.parameters import load_parameters
+    from orchestration.settings import load_parameters
 
-    default_users = int(load_parameters()["simulation"]["users"])
+    default_users = load_parameters().simulation.users
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--users", type=int, nargs="+", default=[default_users, 1_000_000])
     parser.add_argument("--make-run", action="store_true")

@@ -1,8 +1,11 @@
-"""`nextbuy`: the command line of the pipeline."""
+"""`nextbuy`: the command line of the pipeline.
+
+Kept whole: one thin function per command (options, a call into the module that does the
+work, what to print), so this file reads like `nextbuy --help`.
+"""
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import sys
 from pathlib import Path
@@ -11,11 +14,19 @@ import click
 import yaml
 
 from orchestration.environment import current_environment, disable_telemetry
-from orchestration.parameters import load_parameters
+from orchestration.settings import Parameters, ParametersError, load_parameters
 
 
 def _warehouse(path: str | None) -> Path:
     return Path(path) if path else current_environment().warehouse_path
+
+
+def _parameters() -> Parameters:
+    """The validated parameters file; a bad setting ends the command with its name."""
+    try:
+        return load_parameters()
+    except ParametersError as e:
+        raise click.ClickException(str(e)) from e
 
 
 warehouse_option = click.option(
@@ -99,35 +110,49 @@ def simulate(
     warehouse_path: str | None,
 ) -> None:
     """Write simulated thelook data into raw (settings from parameters.yaml)."""
+    from pydantic import ValidationError
+
     from thelook import simulator
     from thelook.warehouse import connect
 
-    con = connect(_warehouse(warehouse_path))
     if append_days is not None:
         if any(v is not None for v in (mode, users, order_items, seed, end)):
             raise click.UsageError(
                 "--append-days continues the stored simulation; give no other settings"
             )
+        con = connect(_warehouse(warehouse_path))
         try:
             result = simulator.append_days(con, append_days)
         except simulator.SimulationError as e:
             raise click.ClickException(str(e)) from e
-    else:
-        if users is not None and order_items is not None:
-            raise click.UsageError("give --users or --order-items, not both")
-        overrides: dict[str, object] = {}
-        if mode is not None:
-            overrides["mode"] = mode
-        if seed is not None:
-            overrides["seed"] = seed
-        if end is not None:
-            overrides["end"] = end.date()
-        if users is not None:
-            overrides["users"] = users
-        config = simulator.config_from_parameters(load_parameters(), **overrides)
+        finally:
+            con.close()
+        click.echo(result.describe())
+        return
+    if users is not None and order_items is not None:
+        raise click.UsageError("give --users or --order-items, not both")
+    params = _parameters()
+    overrides = {
+        k: v
+        for k, v in {
+            "mode": mode,
+            "seed": seed,
+            "end": end.date() if end else None,
+            "users": users,
+        }.items()
+        if v is not None
+    }
+    try:
+        settings = params.simulation.with_overrides(**overrides)
         if order_items is not None:
-            config = dataclasses.replace(config, users=config.users_for_order_items(order_items))
-        result = simulator.simulate(con, config)
+            settings = settings.with_overrides(users=settings.users_for_order_items(order_items))
+    except ValidationError as e:
+        raise click.UsageError(str(e)) from e
+    con = connect(_warehouse(warehouse_path))
+    try:
+        result = simulator.simulate(con, settings, params.campaign.target_brands)
+    finally:
+        con.close()
     click.echo(result.describe())
 
 
@@ -149,17 +174,28 @@ def _require_warehouse(path: Path) -> Path:
 
 
 def _print_warehouse(path: Path) -> None:
+    import pandas as pd
+
     from thelook.warehouse import connect, summarize
 
     con = connect(path, read_only=True)
-    click.echo(f"warehouse {path}")
-    click.echo(f"  {'table':<22}{'rows':>12}  {'day partitions':<30}")
-    for s in summarize(con):
-        parts = (
-            f"{s.partitions:,} ({s.first_partition} .. {s.last_partition})" if s.partitions else ""
+    try:
+        frame = pd.DataFrame(
+            {
+                "table": f"raw.{s.table}",
+                "rows": f"{s.rows:,}",
+                "day partitions": (
+                    f"{s.partitions:,} ({s.first_partition} .. {s.last_partition})"
+                    if s.partitions
+                    else ""
+                ),
+            }
+            for s in summarize(con)
         )
-        click.echo(f"  raw.{s.table:<18}{s.rows:>12,}  {parts:<30}")
-    con.close()
+    finally:
+        con.close()
+    click.echo(f"warehouse {path}")
+    click.echo(frame.to_string(index=False))
 
 
 @main.command(
@@ -181,7 +217,9 @@ def dbt_command(args: tuple[str, ...], warehouse_path: str | None) -> None:
         i = rest.index("--vars")
         extra = yaml.safe_load(rest[i + 1]) or {}
         del rest[i : i + 2]
-    result = run_dbt(rest, warehouse=_warehouse(warehouse_path), vars=extra, check=False)
+    result = run_dbt(
+        rest, warehouse=_warehouse(warehouse_path), vars=extra, params=_parameters(), check=False
+    )
     sys.exit(result.returncode)
 
 
@@ -197,42 +235,49 @@ def dbt_command(args: tuple[str, ...], warehouse_path: str | None) -> None:
 )
 @warehouse_option
 def features(as_of: dt.datetime | None, full_refresh: bool, warehouse_path: str | None) -> None:
-    """Build and test the dbt models (incrementally) and show the marts' row counts."""
-    path = _warehouse(warehouse_path)
-    _build_features(path, as_of.date() if as_of else None, full_refresh)
+    """Materialise the dbt feature models (the `features` job: dbt build, its tests and the
+    marts' checks) and show the marts' row counts."""
+    from orchestration.pipeline import PipelineFailed, log_path, run_job
 
-
-def _build_features(path: Path, as_of: dt.date | None, full_refresh: bool = False) -> None:
-    from orchestration.dbt import DbtError, run_dbt
-
-    # The scoring models follow the model's scores; the pipeline builds them after scoring.
-    args = [
-        "build",
-        "--quiet",
-        "--exclude",
-        "tag:scoring",
-        *(["--full-refresh"] if full_refresh else []),
-    ]
+    env = current_environment()
+    path = _require_warehouse(_warehouse(warehouse_path))
+    log = log_path(env)
     try:
-        run_dbt(args, warehouse=path, vars={"as_of": as_of.isoformat() if as_of else None})
-    except DbtError as e:
+        run_job(
+            "features",
+            as_of.date() if as_of else None,
+            full_refresh=full_refresh,
+            log_to=log,
+            warehouse=path,
+        )
+    except PipelineFailed as e:
         raise click.ClickException(
-            f"{e}; models that failed or were skipped keep their previous tables"
+            f"features failed; models that failed or were skipped keep their previous "
+            f"tables:\n{e}\nfull log: {log}"
         ) from e
     _print_marts(path)
 
 
 def _print_marts(path: Path) -> None:
+    import pandas as pd
+
     from thelook.warehouse import connect, count_rows
 
     con = connect(path, read_only=True)
-    click.echo("marts")
-    for name in ("marts.training_examples", "marts.customer_features"):
-        click.echo(f"  {name:<28}{count_rows(con, name):>12,} rows")
-    label = con.execute("select avg(label) from marts.training_examples").fetchall()[0][0]
-    con.close()
+    try:
+        counts = pd.DataFrame(
+            {
+                "mart": name,
+                "rows": f"{count_rows(con, name):,}",
+            }
+            for name in ("marts.training_examples", "marts.customer_features")
+        )
+        label = con.execute("select avg(label) from marts.training_examples").fetchall()[0][0]
+    finally:
+        con.close()
+    click.echo(counts.to_string(index=False))
     if label is not None:
-        click.echo(f"  label rate (next order holds a target brand): {label:.3f}")
+        click.echo(f"label rate (next order holds a target brand): {label:.3f}")
 
 
 @main.command()
@@ -241,12 +286,14 @@ def _print_marts(path: Path) -> None:
 @warehouse_option
 def docs(serve: bool, port: int, warehouse_path: str | None) -> None:
     """Generate the dbt docs site (models, columns, lineage) and serve it."""
-    from orchestration.dbt import dbt_env, run_dbt
+    from orchestration.dbt import dbt_target_path, run_dbt
 
     path = _warehouse(warehouse_path)
-    run_dbt(["docs", "generate"], warehouse=path)
-    target = dbt_env(current_environment(), path)["DBT_TARGET_PATH"]
-    click.echo(f"dbt docs generated in {target} (index.html, manifest.json, catalog.json)")
+    run_dbt(["docs", "generate"], warehouse=path, params=_parameters())
+    click.echo(
+        f"dbt docs generated in {dbt_target_path(current_environment())} "
+        "(index.html, manifest.json, catalog.json)"
+    )
     if serve:
         run_dbt(
             ["docs", "serve", "--port", str(port), "--no-browser"], warehouse=path, with_vars=False
@@ -303,6 +350,7 @@ def pipeline(as_of: dt.datetime | None, full_refresh: bool) -> None:
     """Run the whole pipeline on the current warehouse: features, checks, training, gate,
     scores, audience; then print the report."""
     _require_warehouse(current_environment().warehouse_path)
+    _parameters()
     _pipeline_and_report(as_of.date() if as_of else None, full_refresh)
 
 
@@ -317,45 +365,26 @@ def pipeline(as_of: dt.datetime | None, full_refresh: bool) -> None:
 def demo(thelook_dir: Path | None) -> None:
     """The main job on the embedded default: make the warehouse (the default simulated
     shop, or a thelook export), then run the whole pipeline in process and report."""
-    from thelook import simulator
-    from thelook.warehouse import connect, first_row
+    from orchestration.demo import DemoError, prepare_warehouse
 
-    path = current_environment().warehouse_path
-    con = connect(path)
-    if thelook_dir is None:
-        config = simulator.config_from_parameters(load_parameters())
-        result = simulator.simulate(con, config)
-        click.echo(result.describe())
-        # Scored as of the morning after the simulated shop's last day.
-        as_of = result.end + dt.timedelta(days=1)
-    else:
-        from thelook.loader import LoadError, load_export
-
-        # A truth table from an earlier simulation would describe other customers.
-        con.execute(f"drop schema if exists {simulator.TRUTH_SCHEMA} cascade")
-        try:
-            load_export(con, [thelook_dir], replace_all=True)
-        except LoadError as e:
-            con.close()
-            raise click.ClickException(f"load failed, raw unchanged: {e}") from e
-        row = first_row(con, "select max(created_at) from raw.order_items")
-        if row is None or row[0] is None:
-            con.close()
-            raise click.ClickException(f"{thelook_dir}: the export holds no order items")
-        last = row[0]
-        assert isinstance(last, dt.datetime)
-        as_of = last.date() + dt.timedelta(days=1)
-    con.close()
-    _print_warehouse(path)
-    _pipeline_and_report(as_of, full_refresh=True)
+    env = current_environment()
+    try:
+        prepared = prepare_warehouse(env.warehouse_path, _parameters(), thelook_dir)
+    except DemoError as e:
+        raise click.ClickException(str(e)) from e
+    if prepared.description:
+        click.echo(prepared.description)
+    _print_warehouse(env.warehouse_path)
+    _pipeline_and_report(prepared.as_of, full_refresh=True)
 
 
 @main.command()
 def rollback() -> None:
     """Move the registry's champion alias back to the previous champion."""
-    from orchestration.registry import Registry, RegistryError
+    from orchestration.registry import RegistryError
+    from orchestration.resources import RegistryResource
 
-    registry = Registry.from_parameters(load_parameters(), current_environment())
+    registry = RegistryResource.for_environment(current_environment()).open(_parameters().registry)
     try:
         ref = registry.rollback()
     except RegistryError as e:
@@ -369,66 +398,9 @@ def rollback() -> None:
 @click.option("--mlflow-port", type=int, default=5000, help="MLflow UI port.")
 def ui(port: int, docs_port: int, mlflow_port: int) -> None:
     """Start the Dagster UI, serve the dbt docs and the MLflow UI, until Ctrl-C."""
-    import os
-    import signal
-    import subprocess
+    from orchestration.ui import UiPorts, serve_uis
 
-    from orchestration.dbt import dbt_env, run_dbt
-    from orchestration.parameters import PROJECT_ROOT
-    from orchestration.pipeline import dagster_home
-    from orchestration.registry import tracking_uri
-
-    env = current_environment()
-    run_dbt(["docs", "generate", "--quiet"], warehouse=env.warehouse_path)
-    bin_dir = Path(sys.executable).parent
-    process_env = {**os.environ, "DAGSTER_HOME": str(dagster_home(env))}
-    docs_dir = dbt_env(env)["DBT_TARGET_PATH"]
-    commands = {
-        "Dagster UI": [
-            str(bin_dir / "dagster"),
-            "dev",
-            "-w",
-            str(PROJECT_ROOT / "workspace.yaml"),
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(port),
-        ],
-        "dbt docs": [
-            sys.executable,
-            "-m",
-            "http.server",
-            str(docs_port),
-            "-b",
-            "127.0.0.1",
-            "-d",
-            docs_dir,
-        ],
-        "MLflow": [
-            str(bin_dir / "mlflow"),
-            "ui",
-            "--backend-store-uri",
-            tracking_uri(env),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(mlflow_port),
-        ],
-    }
-    processes = [subprocess.Popen(c, env=process_env) for c in commands.values()]
-    for name, p in zip(commands, (port, docs_port, mlflow_port), strict=True):
-        click.echo(f"{name}: http://127.0.0.1:{p}")
-    try:
-        for process in processes:
-            process.wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        for process in processes:
-            if process.poll() is None:
-                process.send_signal(signal.SIGINT)
-        for process in processes:
-            process.wait()
+    serve_uis(current_environment(), UiPorts(port, docs_port, mlflow_port), echo=click.echo)
 
 
 if __name__ == "__main__":

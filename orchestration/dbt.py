@@ -1,37 +1,40 @@
-"""The dbt project as this package runs it: one place that knows its folder, its profile,
-which warehouse it opens and which vars it gets from parameters.yaml."""
+"""How nextbuy runs dbt: the one home of the project's folder, profile target, process
+environment, vars and manifest.
+
+Every dbt invocation, whether a Dagster asset's `dbt build`, `nextbuy dbt ...`, the docs
+or the parse that makes the manifest, goes through dagster-dbt's `DbtCliResource` made by
+`dbt_resource` and the arguments made by `dbt_invocation`, so they all see the same vars,
+warehouse and target.
+"""
 
 from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from orchestration.environment import TELEMETRY_OFF, Environment, current_environment
-from orchestration.parameters import PROJECT_ROOT, load_parameters, target_brands
+from dagster_dbt import DbtCliResource, DbtProject
+
+from orchestration.environment import PROJECT_ROOT, TELEMETRY_OFF, Environment, current_environment
+
+if TYPE_CHECKING:
+    import dagster as dg
+    from dagster_dbt.core.dbt_cli_invocation import DbtCliInvocation
+
+    from orchestration.settings import Parameters
 
 DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
+# Models that follow the champion's scores; the feature build leaves them to scoring.
+SCORING_SELECTOR = "tag:scoring"
 
 
 class DbtError(RuntimeError):
-    """A dbt command failed; its output says which model or test."""
-
-
-def dbt_vars(params: Mapping[str, Any], **extra: Any) -> dict[str, Any]:
-    """The vars every dbt invocation gets: parameters.yaml, translated once."""
-    features = params["features"]
-    out: dict[str, Any] = {
-        "target_brands": target_brands(dict(params)),
-        "sequence_length": int(features["sequence_length"]),
-        "examples": features["examples"],
-        "audience_top_percent": float(params["scoring"]["audience_top_percent"]),
-    }
-    out.update({k: v for k, v in extra.items() if v is not None})
-    return out
+    """A dbt command failed; the message carries dbt's own account."""
 
 
 def dbt_env(env: Environment, warehouse: Path | None = None, as_of: Any = None) -> dict[str, str]:
@@ -46,7 +49,8 @@ def dbt_env(env: Environment, warehouse: Path | None = None, as_of: Any = None) 
     out = dict(os.environ)
     out.update(TELEMETRY_OFF)
     out["NEXTBUY_WAREHOUSE"] = str(warehouse)
-    out.setdefault("NEXTBUY_DBT_TARGET", "bigquery" if env.name == "production" else "local")
+    # profiles.yml's default target, for dbt run without --target (sqlfluff's templater).
+    out["NEXTBUY_DBT_TARGET"] = env.dbt_target
     out.setdefault("DBT_TARGET_PATH", str(warehouse.parent / "dbt" / "target"))
     out.setdefault("DBT_LOG_PATH", str(warehouse.parent / "dbt" / "logs"))
     if as_of is not None:
@@ -54,9 +58,81 @@ def dbt_env(env: Environment, warehouse: Path | None = None, as_of: Any = None) 
     return out
 
 
+def dbt_target_path(env: Environment) -> Path:
+    return Path(dbt_env(env)["DBT_TARGET_PATH"])
+
+
 def dbt_executable() -> str:
     """The dbt of this interpreter's environment, whatever PATH says."""
     return str(Path(sys.executable).parent / "dbt")
+
+
+def dbt_project(env: Environment | None = None) -> DbtProject:
+    env = env or current_environment()
+    return DbtProject(
+        project_dir=DBT_PROJECT_DIR,
+        target_path=dbt_target_path(env),
+        profiles_dir=DBT_PROJECT_DIR,
+        target=env.dbt_target,
+    )
+
+
+def dbt_resource(env: Environment | None = None) -> DbtCliResource:
+    """The dbt CLI resource of this environment (the Dagster resource named `dbt`)."""
+    env = env or current_environment()
+    return DbtCliResource(
+        project_dir=dbt_project(env),
+        dbt_executable=dbt_executable(),
+        target=env.dbt_target,
+    )
+
+
+@contextmanager
+def _environ(values: Mapping[str, str]) -> Iterator[None]:
+    """dagster-dbt hands this process's environment to dbt; set ours around the call."""
+    previous = dict(os.environ)
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(previous)
+
+
+def dbt_invocation(
+    dbt: DbtCliResource,
+    args: Sequence[str],
+    *,
+    params: Parameters | None,
+    warehouse: Path | None = None,
+    as_of: Any = None,
+    vars: Mapping[str, Any] | None = None,
+    context: dg.AssetExecutionContext | None = None,
+    raise_on_error: bool = True,
+) -> DbtCliInvocation:
+    """Start `dbt <args>` with parameters.yaml's vars (and ``vars``) on ``warehouse``.
+
+    ``params=None`` runs without vars (`dbt docs serve`, which renders nothing).
+    """
+    env = current_environment()
+    process_env = dbt_env(env, warehouse, as_of)
+    full_args = list(args)
+    if params is not None:
+        full_args += ["--vars", json.dumps(params.dbt_vars(**(vars or {})), default=str)]
+    with _environ(process_env):
+        return dbt.cli(
+            full_args,
+            context=context,
+            target_path=Path(process_env["DBT_TARGET_PATH"]),
+            raise_on_error=raise_on_error,
+        )
+
+
+@dataclass(frozen=True)
+class DbtRun:
+    returncode: int
+    # dbt's log messages, one a line, as dbt prints them.
+    stdout: str
 
 
 def run_dbt(
@@ -64,38 +140,50 @@ def run_dbt(
     *,
     warehouse: Path | None = None,
     vars: Mapping[str, Any] | None = None,
-    params: Mapping[str, Any] | None = None,
-    check: bool = True,
-    capture: bool = False,
+    params: Parameters | None = None,
     with_vars: bool = True,
-) -> subprocess.CompletedProcess[str]:
-    """Run `dbt <args>` in the project folder with the parameters file as vars."""
-    env = current_environment()
-    command = [
-        dbt_executable(),
-        *args,
-        "--project-dir",
-        str(DBT_PROJECT_DIR),
-        "--profiles-dir",
-        str(DBT_PROJECT_DIR),
-    ]
-    vars = dict(vars or {})
-    as_of = vars.pop("as_of", None)
-    if with_vars:
-        all_vars = dbt_vars(params or load_parameters(), **vars)
-        command += ["--vars", json.dumps(all_vars, default=str)]
-    result = subprocess.run(
-        command,
-        cwd=DBT_PROJECT_DIR,
-        env=dbt_env(env, warehouse, as_of),
-        text=True,
-        capture_output=capture,
-        check=False,
+    check: bool = True,
+) -> DbtRun:
+    """Run `dbt <args>` outside a Dagster run (the `nextbuy dbt` command, tests), echoing
+    dbt's lines to stdout; ``vars`` may hold ``as_of``, which travels as NEXTBUY_AS_OF."""
+    from orchestration.settings import load_parameters
+
+    extra = dict(vars or {})
+    as_of = extra.pop("as_of", None)
+    invocation = dbt_invocation(
+        dbt_resource(),
+        args,
+        params=(params or load_parameters()) if with_vars else None,
+        warehouse=warehouse,
+        as_of=as_of,
+        vars=extra,
+        raise_on_error=False,
     )
-    if check and result.returncode != 0:
-        detail = (result.stdout or "")[-4000:] if capture else "see the output above"
-        raise DbtError(f"dbt {' '.join(args)} failed ({detail})")
+    lines = [str(event) for event in invocation.stream_raw_events()]
+    returncode = invocation.process.wait()
+    result = DbtRun(returncode=returncode, stdout="\n".join(lines))
+    if check and returncode != 0:
+        raise DbtError(f"dbt {' '.join(args)} failed:\n" + "\n".join(lines[-40:]))
     return result
+
+
+def _newest_source_change() -> float:
+    files = [DBT_PROJECT_DIR / "dbt_project.yml", *DBT_PROJECT_DIR.rglob("*.sql")]
+    files += [*DBT_PROJECT_DIR.rglob("*.yml"), *DBT_PROJECT_DIR.rglob("*.md")]
+    return max(f.stat().st_mtime for f in files if "target" not in f.parts)
+
+
+def prepare_manifest(env: Environment | None = None) -> Path:
+    """manifest.json for the current sources, parsing only when it is missing or stale."""
+    env = env or current_environment()
+    manifest = dbt_project(env).manifest_path
+    if manifest.exists() and manifest.stat().st_mtime >= _newest_source_change():
+        return manifest
+    manifest.parent.mkdir(parents=True, exist_ok=True)
+    run_dbt(["parse", "--quiet"])
+    if not manifest.exists():
+        raise FileNotFoundError(f"dbt parse did not write {manifest}")
+    return manifest
 
 
 def lint_sql(paths: Sequence[str] | None = None) -> list[str]:
@@ -109,6 +197,7 @@ def lint_sql(paths: Sequence[str] | None = None) -> list[str]:
     from sqlfluff.core import FluffConfig, Linter
     from sqlfluff.core.config import load_config_up_to_path
 
+    from orchestration.settings import load_parameters
     from thelook.warehouse import connect
 
     # Models and singular tests; generic tests and macros are Jinja, not SQL.
@@ -117,23 +206,21 @@ def lint_sql(paths: Sequence[str] | None = None) -> list[str]:
         *(f"tests/{p.name}" for p in (DBT_PROJECT_DIR / "tests").glob("*.sql")),
     ]
     configs = load_config_up_to_path(str(DBT_PROJECT_DIR / "models"))
-    configs.setdefault("templater", {}).setdefault("dbt", {})["context"] = dbt_vars(
-        load_parameters()
+    configs.setdefault("templater", {}).setdefault("dbt", {})["context"] = (
+        load_parameters().dbt_vars()
     )
-    previous_dir, previous_env = Path.cwd(), dict(os.environ)
+    previous_dir = Path.cwd()
     # Rendering opens the warehouse; an empty one of our own keeps linting independent
     # of whatever state the developer has.
     with tempfile.TemporaryDirectory() as scratch:
         warehouse = Path(scratch) / "lint.duckdb"
         connect(warehouse).close()
-        os.environ.update(dbt_env(current_environment(), warehouse))
-        os.chdir(DBT_PROJECT_DIR)
-        try:
-            result = Linter(config=FluffConfig(configs=configs)).lint_paths(tuple(paths))
-        finally:
-            os.chdir(previous_dir)
-            os.environ.clear()
-            os.environ.update(previous_env)
+        with _environ(dbt_env(current_environment(), warehouse)):
+            os.chdir(DBT_PROJECT_DIR)
+            try:
+                result = Linter(config=FluffConfig(configs=configs)).lint_paths(tuple(paths))
+            finally:
+                os.chdir(previous_dir)
     return [
         f"{record['filepath']}:{v['start_line_no']}: {v['code']} {v['description']}"
         for record in result.as_records()

@@ -15,6 +15,9 @@ from typing import Literal
 
 EnvironmentName = Literal["local", "production"]
 
+# The checkout: parameters.yaml, dbt_project/, expectations/ and workspace.yaml live here.
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
 # Every tool in the stack phones home unless told not to; tell them before they import.
 TELEMETRY_OFF = {
     "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
@@ -32,6 +35,11 @@ class Environment:
     @property
     def warehouse_path(self) -> Path:
         return self.home / "warehouse.duckdb"
+
+    @property
+    def dbt_target(self) -> str:
+        """The target of dbt_project/profiles.yml this environment builds with."""
+        return "bigquery" if self.name == "production" else "local"
 
 
 def current_environment(environ: Mapping[str, str] = os.environ) -> Environment:

@@ -1,7 +1,7 @@
-"""Run the whole pipeline in this process and summarise it for people and scripts.
+"""Run nextbuy's jobs in this process and summarise them for people and scripts.
 
-`nextbuy demo` and `nextbuy pipeline` call this; the Dagster UI runs the same job
-(`pipeline`) from the same Definitions. Runs are recorded in the Dagster instance under
+`nextbuy demo`, `pipeline` and `features` call this; the Dagster UI runs the same jobs
+from the same Definitions. Runs are recorded in the Dagster instance under
 NEXTBUY_HOME/dagster, so `nextbuy ui` shows them afterwards.
 """
 
@@ -76,26 +76,23 @@ def _output_to(path: Path | None) -> Iterator[None]:
         yield
 
 
-def run_pipeline(
-    as_of: dt.date | None, *, full_refresh: bool = False, log_to: Path | None = None
-) -> PipelineResult:
-    """Materialise every asset of the `pipeline` job in this process.
+def run_job(
+    name: str,
+    as_of: dt.date | None,
+    *,
+    full_refresh: bool = False,
+    log_to: Path | None = None,
+    warehouse: Path | None = None,
+) -> tuple[dg.ExecuteInProcessResult, dg.Definitions]:
+    """Execute job ``name`` of the Definitions in this process, recorded in the instance.
 
-    With ``log_to``, the run's output goes to that file rather than the terminal.
+    With ``log_to``, the run's output goes to that file rather than the terminal; with
+    ``warehouse``, the run works on that DuckDB file instead of the environment's.
+    PipelineFailed names the failed checks and steps.
     """
     from orchestration.definitions import build_definitions
 
     env = current_environment()
-    with _output_to(log_to):
-        return _run(env, build_definitions(), as_of, full_refresh)
-
-
-def _run(
-    env: Environment, defs: dg.Definitions, as_of: dt.date | None, full_refresh: bool
-) -> PipelineResult:
-    from orchestration.defs.scoring.assets import SCORES_KEY
-
-    job = defs.resolve_job_def("pipeline")
     run_config = {
         "ops": {
             "feature_models": {
@@ -106,12 +103,28 @@ def _run(
             }
         }
     }
-    with instance(env) as inst:
-        result = job.execute_in_process(run_config=run_config, instance=inst, raise_on_error=False)
-        if not result.success:
-            raise PipelineFailed(_failure_summary(result, defs))
-        decision = result.output_for_node("champion_model")
-        scores_event = _materialization(result, SCORES_KEY)
+    with _output_to(log_to):
+        defs = build_definitions(warehouse=warehouse)
+        job = defs.resolve_job_def(name)
+        with instance(env) as inst:
+            result = job.execute_in_process(
+                run_config=run_config, instance=inst, raise_on_error=False
+            )
+    if not result.success:
+        raise PipelineFailed(_failure_summary(result, defs, job.asset_layer.executable_asset_keys))
+    return result, defs
+
+
+def run_pipeline(
+    as_of: dt.date | None, *, full_refresh: bool = False, log_to: Path | None = None
+) -> PipelineResult:
+    """Materialise every asset of the `pipeline` job in this process."""
+    from orchestration.defs.scoring.assets import SCORES_KEY
+
+    env = current_environment()
+    result, _ = run_job("pipeline", as_of, full_refresh=full_refresh, log_to=log_to)
+    decision = result.output_for_node("champion_model")
+    scores_event = _materialization(result, SCORES_KEY)
     scored = int(scores_event.get("dagster/row_count", 0)) if scores_event else 0
     report = summary_json(decision)
     return PipelineResult(
@@ -142,7 +155,9 @@ def _count_audience(env: Environment) -> int:
         con.close()
 
 
-def _failure_summary(result: dg.ExecuteInProcessResult, defs: dg.Definitions) -> str:
+def _failure_summary(
+    result: dg.ExecuteInProcessResult, defs: dg.Definitions, planned: Any = None
+) -> str:
     """Which checks failed (with the suite's own account), which steps failed, and which
     assets were therefore not materialised."""
     lines = []
@@ -161,8 +176,9 @@ def _failure_summary(result: dg.ExecuteInProcessResult, defs: dg.Definitions) ->
                 continue  # the check's own line above says more
             message = error.message.strip() if error else "unknown error"
             lines.append(f"step {event.step_key} failed: {message}")
-    graph = defs.resolve_asset_graph()
-    planned = {k for k in graph.get_all_asset_keys() if graph.get(k).is_materializable}
+    if planned is None:
+        graph = defs.resolve_asset_graph()
+        planned = {k for k in graph.get_all_asset_keys() if graph.get(k).is_materializable}
     done = {
         e.asset_key
         for e in result.all_events
@@ -217,18 +233,16 @@ def report_lines(result: PipelineResult, env: Environment) -> list[str]:
     if ORACLE in metrics.index:
         order.append(ORACLE)
     first = metrics.iloc[0]
+    table = metrics.loc[order, columns].astype(float).rename(index=names)
+    table.index.name = "scorer"
     lines = [
         f"test window: {int(first['n']):,} examples, {int(first['positives']):,} positives "
         f"(rate {first['base_rate']:.3f})",
-        f"  {'scorer':<30}" + "".join(f"{c:>11}" for c in columns),
+        *(
+            f"  {line}"
+            for line in table.to_string(float_format=lambda v: f"{v:.4f}", na_rep="-").splitlines()
+        ),
     ]
-    for name in order:
-        row = metrics.loc[name]
-        cells = "".join(
-            f"{'-':>11}" if math.isnan(float(row[c])) else f"{float(row[c]):>11.4f}"
-            for c in columns
-        )
-        lines.append(f"  {names.get(name, name):<30}{cells}")
     report = result.report
     lines += [
         f"gate: {'promoted' if report['promoted'] else 'not promoted'} - {report['reason']}",
@@ -244,7 +258,7 @@ def report_lines(result: PipelineResult, env: Environment) -> list[str]:
 
 
 def _tracking(env: Environment) -> str:
-    from orchestration.registry import tracking_uri
+    from orchestration.mlflow_store import tracking_uri
 
     return tracking_uri(env)
 

@@ -15,21 +15,23 @@ from typing import TYPE_CHECKING, Any
 import dagster as dg
 import duckdb
 import pandas as pd
-from dagster_dbt import DbtCliResource
 
 from orchestration.environment import Environment, current_environment
+from orchestration.settings import Parameters, load_parameters, parameters_path
 
 if TYPE_CHECKING:
     from orchestration.registry import Registry
-from orchestration.parameters import load_parameters, parameters_path
+    from orchestration.settings import RegistrySettings
+    from orchestration.tracking import Tracker
 
 
 class ParametersResource(dg.ConfigurableResource):  # type: ignore[type-arg]
-    """The versioned parameters file, read afresh by every run that needs it."""
+    """The versioned parameters file, read and validated afresh by every step that needs
+    it; a step then uses only its own sections."""
 
     path: str
 
-    def load(self) -> dict[str, Any]:
+    def load(self) -> Parameters:
         return load_parameters(Path(self.path))
 
 
@@ -97,20 +99,34 @@ class WarehouseResource(dg.ConfigurableResource):  # type: ignore[type-arg]
 
 
 class RegistryResource(dg.ConfigurableResource):  # type: ignore[type-arg]
-    """The MLflow tracking store and model registry (orchestration/registry.py)."""
+    """MLflow: run tracking (orchestration/tracking.py) and the model registry
+    (orchestration/registry.py), in one store whose URI is set once, here."""
 
     tracking_uri: str
 
-    def open(self, params: dict[str, Any]) -> Registry:
+    @classmethod
+    def for_environment(cls, env: Environment) -> RegistryResource:
+        """The environment's store: MLFLOW_TRACKING_URI, or SQLite under NEXTBUY_HOME."""
+        from orchestration.mlflow_store import tracking_uri
+
+        return cls(tracking_uri=tracking_uri(env))
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        from orchestration.mlflow_store import configure_mlflow
+
+        configure_mlflow(self.tracking_uri)
+
+    def open(self, settings: RegistrySettings) -> Registry:
         from orchestration.registry import Registry
 
-        settings = params["registry"]
         return Registry(
-            self.tracking_uri,
-            experiment=settings["experiment"],
-            model_name=settings["model_name"],
-            alias=settings["champion_alias"],
+            self.tracking_uri, model_name=settings.model_name, alias=settings.champion_alias
         )
+
+    def tracker(self, settings: RegistrySettings) -> Tracker:
+        from orchestration.tracking import Tracker
+
+        return Tracker(self.tracking_uri, experiment=settings.experiment)
 
 
 def _exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
@@ -122,20 +138,17 @@ def _exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
     return bool(rows)
 
 
-def build_resources(env: Environment | None = None) -> dict[str, Any]:
-    """Every resource the definitions use, for this environment."""
-    from orchestration.dbt import dbt_executable
-    from orchestration.defs.features.project import dbt_project
-    from orchestration.registry import tracking_uri
+def build_resources(
+    env: Environment | None = None, warehouse: Path | None = None
+) -> dict[str, Any]:
+    """Every resource the definitions use, for this environment (``warehouse`` replaces
+    its DuckDB file)."""
+    from orchestration.dbt import dbt_resource
 
     env = env or current_environment()
     return {
-        "dbt": DbtCliResource(
-            project_dir=dbt_project(env),
-            dbt_executable=dbt_executable(),
-            target="bigquery" if env.name == "production" else "local",
-        ),
-        "warehouse": WarehouseResource(path=str(env.warehouse_path)),
+        "dbt": dbt_resource(env),
+        "warehouse": WarehouseResource(path=str(warehouse or env.warehouse_path)),
         "parameters": ParametersResource(path=str(parameters_path())),
-        "registry": RegistryResource(tracking_uri=tracking_uri(env)),
+        "registry": RegistryResource.for_environment(env),
     }

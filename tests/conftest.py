@@ -11,8 +11,11 @@ FIXTURES = Path(__file__).parent / "fixtures"
 
 @pytest.fixture(autouse=True)
 def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """No test may touch the developer's .nextbuy/."""
+    """No test may touch the developer's .nextbuy/, nor another test's MLflow store (MLflow
+    writes the store it is pointed at into the environment)."""
     monkeypatch.setenv("NEXTBUY_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
 
 
 @pytest.fixture

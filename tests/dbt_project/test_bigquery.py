@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -20,9 +21,9 @@ from unittest import mock
 import pytest
 import sqlglot
 
-from orchestration.dbt import DBT_PROJECT_DIR, dbt_env, dbt_vars
+from orchestration.dbt import DBT_PROJECT_DIR, dbt_env
 from orchestration.environment import current_environment
-from orchestration.parameters import load_parameters
+from orchestration.settings import load_parameters
 
 # DuckDB spellings that a missed adapter.dispatch would leave in BigQuery SQL.
 DUCKDB_ONLY = [
@@ -91,9 +92,10 @@ def _compile(target_path: Path, incremental: bool, monkeypatch: pytest.MonkeyPat
 
         return AdapterResponse(_message="offline"), _lookup(sql)
 
+    monkeypatch.setenv("NEXTBUY_ENV", "production")
     for key, value in dbt_env(current_environment()).items():
         monkeypatch.setenv(key, value)
-    monkeypatch.setenv("NEXTBUY_DBT_TARGET", "bigquery")
+    assert os.environ["NEXTBUY_DBT_TARGET"] == "bigquery"
     monkeypatch.setenv("NEXTBUY_BQ_PROJECT", "shop-analytics")
     monkeypatch.chdir(DBT_PROJECT_DIR)
     with (
@@ -105,7 +107,7 @@ def _compile(target_path: Path, incremental: bool, monkeypatch: pytest.MonkeyPat
         mock.patch.object(BigQueryAdapter, "execute", execute),
     ):
         # A brand with a quote proves string literals are escaped BigQuery's way.
-        vars = dbt_vars(load_parameters())
+        vars = load_parameters().dbt_vars()
         vars["target_brands"] = [*vars["target_brands"], "Levi's"]
         result = dbtRunner().invoke(
             ["compile", "--target", "bigquery", "--project-dir", str(DBT_PROJECT_DIR),

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from orchestration.parameters import load_parameters, target_brands
+from orchestration.settings import load_parameters
 from tests.dbt_project import notebook_features as nb
 from tests.dbt_project.conftest import build, table
 from tests.dbt_project.test_features import SEQUENCE_LENGTH, assert_same
@@ -36,7 +36,7 @@ def _item(
 
 @pytest.fixture(scope="module")
 def edge_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    assert TARGET in target_brands(load_parameters())
+    assert TARGET in list(load_parameters().campaign.target_brands)
     products = [
         {"id": 1, "brand": TARGET, "department": "Men", "category": "Jeans", "retail_price": 10.0},
         {"id": 2, "brand": "89th &#x0026; Madison", "department": "Women", "category": "Tops &amp; Tees", "retail_price": 20.0},
@@ -118,7 +118,7 @@ def test_customer_features_by_hand(edge_warehouse: Path) -> None:
 
 def test_edge_cases_agree_with_the_pandas_definition(edge_warehouse: Path, raw_frames) -> None:  # type: ignore[no-untyped-def]
     raw = raw_frames(edge_warehouse)
-    brands = target_brands(load_parameters())
+    brands = list(load_parameters().campaign.target_brands)
     built = table(edge_warehouse, "marts.training_examples")
     assert_same(
         built,

@@ -9,12 +9,13 @@ import duckdb
 import pandas as pd
 
 from orchestration.dbt import run_dbt
-from orchestration.parameters import load_parameters, target_brands
+from orchestration.settings import load_parameters
 from tests.dbt_project import notebook_features as nb
 from tests.dbt_project.conftest import AS_OF, build, table
 
 RawReader = Callable[[Path], dict[str, pd.DataFrame]]
-SEQUENCE_LENGTH = int(load_parameters()["features"]["sequence_length"])
+SEQUENCE_LENGTH = load_parameters().features.sequence_length
+TARGET_BRANDS = list(load_parameters().campaign.target_brands)
 FEATURES = [
     "gender", "country", "city", "traffic_source", "age", "prior_orders", "prior_items",
     "days_since_last_order", "days_since_first_order", "days_since_signup", "avg_item_price",
@@ -49,7 +50,7 @@ def test_training_examples_match_the_pandas_definition(
     simulated: Path, raw_frames: RawReader
 ) -> None:
     raw = raw_frames(simulated)
-    expected = nb.training_examples(raw, target_brands(load_parameters()), SEQUENCE_LENGTH)
+    expected = nb.training_examples(raw, TARGET_BRANDS, SEQUENCE_LENGTH)
     built = table(simulated, "marts.training_examples")
     assert_same(built, expected[built.columns], ["customer_id", "order_id"])
     assert 0.02 < built["label"].mean() < 0.6
@@ -59,7 +60,7 @@ def test_customer_features_match_the_pandas_definition(
     simulated: Path, raw_frames: RawReader
 ) -> None:
     raw = raw_frames(simulated)
-    expected = nb.customer_features(raw, target_brands(load_parameters()), SEQUENCE_LENGTH, AS_OF)
+    expected = nb.customer_features(raw, TARGET_BRANDS, SEQUENCE_LENGTH, AS_OF)
     built = table(simulated, "marts.customer_features")
     assert_same(built, expected[built.columns], ["customer_id"])
     # Nothing at or after as_of: orders simulated after it exist but are not seen.
@@ -95,7 +96,7 @@ def test_the_notebook_formulation_is_one_example_per_customer(
     assert built["customer_id"].is_unique
     expected = nb.training_examples(
         raw_frames(warehouse),
-        target_brands(load_parameters()),
+        TARGET_BRANDS,
         SEQUENCE_LENGTH,
         last_order_only=True,
     )
@@ -108,7 +109,7 @@ def test_leakage_test_catches_a_planted_leak(simulated: Path, tmp_path: Path) ->
     warehouse = tmp_path / "leaky.duckdb"
     shutil.copy(simulated, warehouse)
     clean = run_dbt(["test", "--select", "assert_features_see_only_earlier_purchases"],
-                    warehouse=warehouse, check=False, capture=True)  # fmt: skip
+                    warehouse=warehouse, check=False)  # fmt: skip
     assert clean.returncode == 0, clean.stdout[-3000:]
     # The classic off-by-one: an example's features taken through its own purchase k.
     con = duckdb.connect(str(warehouse))
@@ -123,7 +124,7 @@ def test_leakage_test_catches_a_planted_leak(simulated: Path, tmp_path: Path) ->
     )
     con.close()
     leaky = run_dbt(["test", "--select", "assert_features_see_only_earlier_purchases"],
-                    warehouse=warehouse, check=False, capture=True)  # fmt: skip
+                    warehouse=warehouse, check=False)  # fmt: skip
     assert leaky.returncode != 0
     assert "assert_features_see_only_earlier_purchases" in leaky.stdout and "FAIL 1" in leaky.stdout
 
@@ -145,7 +146,7 @@ def test_running_without_the_parameters_vars_names_the_missing_var(simulated: Pa
 
 def test_an_unknown_formulation_is_refused(simulated: Path) -> None:
     result = run_dbt(["compile", "--select", "training_examples"], warehouse=simulated,
-                     vars={"examples": "first_order"}, check=False, capture=True)  # fmt: skip
+                     vars={"examples": "first_order"}, check=False)  # fmt: skip
     assert result.returncode != 0 and "must be every_order or last_order" in result.stdout
 
 

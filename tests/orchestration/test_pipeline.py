@@ -14,7 +14,6 @@ test reads what it needs without paying for the runs again:
 
 from __future__ import annotations
 
-import copy
 import datetime as dt
 import json
 from collections.abc import Iterator
@@ -26,7 +25,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from orchestration.parameters import load_parameters
+from orchestration.settings import load_parameters
 from thelook.warehouse import connect
 
 AS_OF = dt.date(2024, 7, 1)
@@ -41,11 +40,22 @@ LOYAL = {"loyalty_alpha": 8.0, "loyalty_beta": 1.0, "favourite_brands": 2}
 
 def _test_parameters(**catboost: Any) -> dict[str, Any]:
     """parameters.yaml with a quicker model and a test window long enough for a small shop."""
-    params = copy.deepcopy(load_parameters())
+    params = load_parameters().model_dump(mode="json")
     params["model"]["catboost"].update({"iterations": 1000, **catboost})
     params["evaluation"]["bootstrap_samples"] = 300
     params["split"].update({"test_days": 60, "validation_days": 30})
     return params
+
+
+def _store() -> Any:
+    from orchestration.environment import current_environment
+    from orchestration.resources import RegistryResource
+
+    return RegistryResource.for_environment(current_environment())
+
+
+def _registry() -> Any:
+    return _store().open(load_parameters().registry)
 
 
 @dataclass
@@ -60,10 +70,7 @@ class Snapshot:
 
 
 def _snapshot(home: Path, result: Any = None, error: str | None = None) -> Snapshot:
-    from orchestration.environment import current_environment
-    from orchestration.registry import Registry
-
-    registry = Registry.from_parameters(load_parameters(), current_environment())
+    registry = _registry()
     con = connect(home / "warehouse.duckdb", read_only=True)
     try:
         scores = con.execute("select * from ml.customer_scores order by customer_id").df()
@@ -98,13 +105,14 @@ def _promote_broken_scorer_and_score(home: Path) -> Snapshot:
     import dagster as dg
 
     from orchestration.defs.scoring.assets import customer_scores
-    from orchestration.environment import current_environment
-    from orchestration.registry import Registry
+    from orchestration.mlflow_store import configure_mlflow
     from orchestration.resources import build_resources
 
-    registry = Registry.from_parameters(load_parameters(), current_environment())
+    store = _store()
+    configure_mlflow(store.tracking_uri)
+    registry = store.open(load_parameters().registry)
     scorer = BrokenScorer()
-    run_id = registry.log_run(
+    run_id = store.tracker(load_parameters().registry).log_run(
         run_name="broken",
         scorer=scorer,
         kind="model",
@@ -148,10 +156,14 @@ def history(tmp_path_factory: pytest.TempPathFactory) -> Iterator[History]:
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("NEXTBUY_HOME", str(home))
         mp.setenv("NEXTBUY_PARAMETERS", str(parameters))
+        # MLflow writes the store it is pointed at into these; they leave with the module.
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        mp.delenv("MLFLOW_REGISTRY_URI", raising=False)
         home.mkdir()
         con = connect(home / "warehouse.duckdb")
-        config = simulator.config_from_parameters(load_parameters(), **SHOP, **LOYAL)
-        simulator.simulate(con, config)
+        params = load_parameters()
+        settings = params.simulation.with_overrides(**SHOP, **LOYAL)
+        simulator.simulate(con, settings, params.campaign.target_brands)
         con.close()
 
         runs["first"] = _snapshot(home, run_pipeline(AS_OF, full_refresh=True))
@@ -162,7 +174,7 @@ def history(tmp_path_factory: pytest.TempPathFactory) -> Iterator[History]:
 
         runs["rolled_back"] = _promote_broken_scorer_and_score(home)
 
-        target = load_parameters()["campaign"]["target_brands"][0]
+        target = load_parameters().campaign.target_brands[0]
         con = connect(home / "warehouse.duckdb")
         con.execute("update raw.products set brand = ?", [target])
         con.close()
@@ -327,10 +339,7 @@ def test_every_asset_is_described_grouped_and_lineage_starts_at_raw(home: Path) 
 def test_the_candidate_run_is_in_mlflow_with_metrics_and_plots(
     history: History, home: Path
 ) -> None:
-    from orchestration.environment import current_environment
-    from orchestration.registry import Registry
-
-    registry = Registry.from_parameters(load_parameters(), current_environment())
+    registry = _registry()
     candidate = history.runs["first"].champion
     run = registry.client.get_run(candidate.run_id)
     assert run.data.metrics["roc_auc"] == pytest.approx(
@@ -340,7 +349,8 @@ def test_the_candidate_run_is_in_mlflow_with_metrics_and_plots(
     assert run.data.params["data.test_examples"] == str(
         int(history.runs["first"].result.metrics.loc["catboost", "n"])
     )
-    figures = Path(registry.artifact_uri(candidate.run_id).removeprefix("file://")) / "figures"
+    tracker = _store().tracker(load_parameters().registry)
+    figures = Path(tracker.artifact_uri(candidate.run_id).removeprefix("file://")) / "figures"
     assert {p.name for p in figures.iterdir()} >= {"roc.png", "gains.png", "calibration.png"}
     # The gate's decision is kept on the version.
     version = registry.client.get_model_version(candidate.name, candidate.version)

@@ -2,30 +2,22 @@
 
 Two dbt asset definitions over one manifest: the feature models (staging, intermediate,
 marts) and the scoring models, which read the scores a Python asset writes between them,
-so lineage runs raw -> dbt -> Python -> dbt.
+so lineage runs raw -> dbt -> Python -> dbt. Other domains find a model's asset key with
+`model_key`, never by spelling it.
 """
 
-import json
-import os
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
-from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
+from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets, get_asset_key_for_model
 from pydantic import Field
 
-from orchestration.dbt import dbt_env, dbt_vars
-from orchestration.defs.features.project import dbt_project, prepare_manifest
-from orchestration.environment import current_environment
+from orchestration.dbt import SCORING_SELECTOR, dbt_invocation, dbt_project, prepare_manifest
 from orchestration.resources import ParametersResource, WarehouseResource
 
-SCORING_TAG = "scoring"
-# The marts the Python assets read: dbt models keyed <schema>/<name>, like their tables.
-TRAINING_EXAMPLES_KEY = dg.AssetKey(["marts", "training_examples"])
-CUSTOMER_FEATURES_KEY = dg.AssetKey(["marts", "customer_features"])
-# dbt source -> the asset key of what fills it (raw tables, the scores asset).
+# dbt source -> the asset key prefix of what fills it (raw tables, the scores asset).
 SOURCE_PREFIX = {"thelook": "raw", "thelook_meta": "meta", "ml": "ml"}
 
 
@@ -55,65 +47,53 @@ class FeaturesConfig(dg.Config):
     )
 
 
-@contextmanager
-def _environ(values: Mapping[str, str]) -> Iterator[None]:
-    """dagster-dbt hands this process's environment to dbt; set ours around the call."""
-    previous = dict(os.environ)
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        os.environ.clear()
-        os.environ.update(previous)
+# One manifest and one translator; the two definitions differ only in which models they hold.
+_COMMON: dict[str, Any] = {
+    "manifest": prepare_manifest(),
+    "project": dbt_project(),
+    "dagster_dbt_translator": NextbuyTranslator(),
+}
 
 
-def _build(
+@dbt_assets(**_COMMON, exclude=SCORING_SELECTOR, name="feature_models")
+def feature_models(
     context: dg.AssetExecutionContext,
     dbt: DbtCliResource,
     warehouse: WarehouseResource,
     parameters: ParametersResource,
     config: FeaturesConfig,
 ) -> Iterator[Any]:
-    env = current_environment()
-    process_env = dbt_env(env, Path(warehouse.path), as_of=config.as_of)
-    args = ["build", "--vars", json.dumps(dbt_vars(parameters.load()), default=str)]
-    if config.full_refresh:
-        args.append("--full-refresh")
-    with _environ(process_env):
-        invocation = dbt.cli(
-            args, context=context, target_path=Path(process_env["DBT_TARGET_PATH"])
-        )
-    yield from invocation.stream()
+    """Staging, intermediate and the marts training_examples and customer_features."""
+    args = ["build", *(["--full-refresh"] if config.full_refresh else [])]
+    yield from dbt_invocation(
+        dbt,
+        args,
+        params=parameters.load(),
+        warehouse=Path(warehouse.path),
+        as_of=config.as_of,
+        context=context,
+    ).stream()
 
 
-def build_dbt_assets() -> list[dg.AssetsDefinition]:
-    """Both dbt asset definitions; parses the project first when the manifest is stale."""
-    # One manifest and one translator; the two differ only in which models they hold.
-    common = {
-        "manifest": prepare_manifest(),
-        "project": dbt_project(),
-        "dagster_dbt_translator": NextbuyTranslator(),
-    }
+@dbt_assets(**_COMMON, select=SCORING_SELECTOR, name="scoring_models")
+def scoring_models(
+    context: dg.AssetExecutionContext,
+    dbt: DbtCliResource,
+    warehouse: WarehouseResource,
+    parameters: ParametersResource,
+) -> Iterator[Any]:
+    """campaign_audience: the top customers by the champion's newest scores."""
+    yield from dbt_invocation(
+        dbt, ["build"], params=parameters.load(), warehouse=Path(warehouse.path), context=context
+    ).stream()
 
-    @dbt_assets(**common, exclude=f"tag:{SCORING_TAG}", name="feature_models")
-    def feature_models(
-        context: dg.AssetExecutionContext,
-        dbt: DbtCliResource,
-        warehouse: WarehouseResource,
-        parameters: ParametersResource,
-        config: FeaturesConfig,
-    ) -> Iterator[Any]:
-        """Staging, intermediate and the marts training_examples and customer_features."""
-        yield from _build(context, dbt, warehouse, parameters, config)
 
-    @dbt_assets(**common, select=f"tag:{SCORING_TAG}", name="scoring_models")
-    def scoring_models(
-        context: dg.AssetExecutionContext,
-        dbt: DbtCliResource,
-        warehouse: WarehouseResource,
-        parameters: ParametersResource,
-    ) -> Iterator[Any]:
-        """campaign_audience: the top customers by the champion's newest scores."""
-        yield from _build(context, dbt, warehouse, parameters, FeaturesConfig())
+def model_key(model: str) -> dg.AssetKey:
+    """The asset key dagster-dbt gives a dbt model of either definition."""
+    # get_asset_key_for_model reads one definition's manifest; both share it, and the
+    # feature models are where other domains look.
+    return get_asset_key_for_model([feature_models], model)
 
-    return [feature_models, scoring_models]
+
+TRAINING_EXAMPLES_KEY = model_key("training_examples")
+CUSTOMER_FEATURES_KEY = model_key("customer_features")

@@ -60,12 +60,12 @@ def customer_scores(
     the rows of that as_of date replaced in one transaction, so a re-run never
     duplicates and a failure (of the model or of the suite) leaves the old rows."""
     params = parameters.load()
-    reg = registry.open(params)
+    reg = registry.open(params.registry)
     champion = reg.champion()
     if champion is None:
         raise RuntimeError(
-            f"the registry has no '{params['registry']['champion_alias']}' alias for "
-            f"{params['registry']['model_name']}: materialise champion_model first"
+            f"the registry has no '{params.registry.champion_alias}' alias for "
+            f"{params.registry.model_name}: materialise champion_model first"
         )
     started = time.perf_counter()
     features = warehouse.read_table(CUSTOMER_FEATURES, order_by="customer_id")
@@ -82,19 +82,19 @@ def customer_scores(
         {
             "customer_id": features["customer_id"].to_numpy(),
             "score": score,
-            "decile": deciles(score, int(params["scoring"]["deciles"])),
+            "decile": deciles(score, params.scoring.deciles),
             "model_name": champion.name,
             "model_version": champion.version,
             "as_of": as_of,
             "scored_at": pd.Timestamp.now(tz="UTC").tz_localize(None),
         }
     )
-    from orchestration.defs.quality.gx import suite_parameters, validate_table, warehouse_url
+    from orchestration.defs.quality.gx import validate_table, warehouse_url
 
     # Validated before they replace anything: bad scores never reach the table.
     staged = warehouse.stage_scores(scores, SCORES_TABLE)
     outcome = validate_table(
-        warehouse_url(Path(warehouse.path)), staged, SUITE, suite_parameters(params)
+        warehouse_url(Path(warehouse.path)), staged, SUITE, params.suite_parameters()
     )
     if not outcome.success:
         yield check_result(outcome)

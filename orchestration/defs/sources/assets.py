@@ -16,6 +16,11 @@ _DESCRIPTIONS = {
 }
 
 
+# The simulator's ground truth (thelook/README.md): the oracle's scores in the training
+# report come from it, so lineage shows it as an input of candidate_model.
+TRUTH_ORDERS_KEY = dg.AssetKey(["truth", "orders"])
+
+
 def raw_table_specs() -> list[dg.AssetSpec]:
     specs = [
         dg.AssetSpec(
@@ -44,4 +49,19 @@ def raw_table_specs() -> list[dg.AssetSpec]:
             kinds={"duckdb"},
         )
     )
+    specs.append(
+        dg.AssetSpec(
+            key=TRUTH_ORDERS_KEY,
+            description=(
+                "The simulator's true probability that each order holds a target brand "
+                "(simulated shops only): the ceiling the training report compares against."
+            ),
+            group_name="sources",
+            kinds={"duckdb"},
+            metadata={"dagster/table_name": "truth.orders"},
+        )
+    )
     return specs
+
+
+source_specs = raw_table_specs()

@@ -18,11 +18,14 @@ from ml.gate import decide
 from ml.plots import calibration_figure, gains_figure, roc_figure
 from ml.slices import evaluation_slices
 from orchestration.defs.features.assets import TRAINING_EXAMPLES_KEY
+from orchestration.defs.sources.assets import TRUTH_ORDERS_KEY
 from orchestration.registry import ModelRef, Registry
 from orchestration.resources import ParametersResource, RegistryResource, WarehouseResource
+from orchestration.settings import EvaluationSettings
+from orchestration.tracking import Tracker
 
 TRAINING_EXAMPLES = "marts.training_examples"
-TRUTH_ORDERS = "truth.orders"
+TRUTH_ORDERS = TRUTH_ORDERS_KEY.to_user_string().replace("/", ".")
 CANDIDATE = "catboost"
 ORACLE = "oracle"
 
@@ -68,6 +71,33 @@ def _oracle_scores(warehouse: WarehouseResource, test: pd.DataFrame) -> np.ndarr
     return joined["p_target"].to_numpy(dtype=np.float64)
 
 
+def _evaluate_all(
+    y: np.ndarray,
+    scores: dict[str, np.ndarray],
+    is_probability: dict[str, bool],
+    test: pd.DataFrame,
+    settings: EvaluationSettings,
+) -> dict[str, Any]:
+    """Every scorer measured overall and per slice on the same test rows."""
+    slices = evaluation_slices(
+        test,
+        categorical=settings.slices.categorical,
+        top_categories=settings.slices.top_categories,
+        bucketed={k: list(v) for k, v in settings.slices.bucketed.items()},
+    )
+    return {
+        name: evaluate(
+            y,
+            score,
+            slices,
+            top_k_percents=list(settings.top_k_percents),
+            min_slice_positives=settings.min_slice_positives,
+            probabilities=is_probability[name],
+        )
+        for name, score in scores.items()
+    }
+
+
 def _metrics_table(evaluations: dict[str, Any]) -> pd.DataFrame:
     rows = [{"scorer": name, **ev.overall} for name, ev in evaluations.items()]
     return pd.DataFrame(rows).set_index("scorer")
@@ -79,7 +109,7 @@ def _markdown(frame: pd.DataFrame, digits: int = 4) -> str:
 
 @dg.asset(
     group_name="training",
-    deps=[TRAINING_EXAMPLES_KEY],
+    deps=[TRAINING_EXAMPLES_KEY, TRUTH_ORDERS_KEY],
     kinds={"catboost", "mlflow"},
 )
 def candidate_model(
@@ -92,19 +122,19 @@ def candidate_model(
     the test window against the rule baselines (and the simulator's truth when present),
     logged as an MLflow run and registered as a new model version."""
     params = parameters.load()
-    split_params, evaluation = params["split"], params["evaluation"]
+    evaluation = params.evaluation
     examples = warehouse.read_table(TRAINING_EXAMPLES, order_by="as_of, customer_id, order_id")
-    split = time_gapped_split(examples, **split_params)
+    split = time_gapped_split(examples, **params.split.model_dump())
     train, validation, test = split.train, split.validation, split.test
 
     started = time.perf_counter()
-    model = PropensityModel.from_parameters(params["model"]).fit(
+    model = PropensityModel(**params.model.estimator_params()).fit(
         train, train["label"], eval_set=(validation, validation["label"])
     )
     fit_seconds = time.perf_counter() - started
     baselines = {
         b.name: b.fit(train, train["label"])
-        for b in rule_baselines(evaluation["baseline_group_columns"])
+        for b in rule_baselines(evaluation.baseline_group_columns)
     }
     y = test["label"].to_numpy(dtype=np.float64)
     scores: dict[str, np.ndarray] = {CANDIDATE: model.predict_proba(test)}
@@ -117,26 +147,9 @@ def candidate_model(
         scores[ORACLE] = oracle
         is_probability[ORACLE] = True
 
-    slice_params = evaluation["slices"]
-    slices = evaluation_slices(
-        test,
-        categorical=slice_params["categorical"],
-        top_categories=int(slice_params["top_categories"]),
-        bucketed={k: list(v) for k, v in slice_params["bucketed"].items()},
-    )
-    evaluations = {
-        name: evaluate(
-            y,
-            score,
-            slices,
-            top_k_percents=list(evaluation["top_k_percents"]),
-            min_slice_positives=int(evaluation["min_slice_positives"]),
-            probabilities=is_probability[name],
-        )
-        for name, score in scores.items()
-    }
+    evaluations = _evaluate_all(y, scores, is_probability, test, evaluation)
     metrics = _metrics_table(evaluations)
-    bins = int(evaluation["calibration_bins"])
+    bins = evaluation.calibration_bins
     figures = {
         "roc.png": roc_figure(y, scores, title="ROC on the test window"),
         "gains.png": gains_figure(y, scores),
@@ -152,18 +165,18 @@ def candidate_model(
         "test_examples": str(len(test)),
         "dropped_in_gaps": str(split.dropped_in_gaps),
     }
-    reg = registry.open(params)
-    run_id = reg.log_run(
+    tracker = registry.tracker(params.registry)
+    run_id = tracker.log_run(
         run_name=f"{CANDIDATE}-{context.run.run_id[:8]}",
         scorer=model,
         kind="model",
         params={
-            **{f"model.{k}": v for k, v in params["model"]["catboost"].items()},
+            **{f"model.{k}": v for k, v in params.model.catboost.items()},
             "model.best_iteration": model.best_iteration_,
             "model.tree_count": model.tree_count_,
-            "split": split_params,
-            "features.sequence_length": params["features"]["sequence_length"],
-            "campaign.target_brands": params["campaign"]["target_brands"],
+            "split": params.split.model_dump(),
+            "features.sequence_length": params.features.sequence_length,
+            "campaign.target_brands": list(params.campaign.target_brands),
         },
         data_window=data_window,
         metrics={
@@ -185,7 +198,7 @@ def candidate_model(
         input_example=test.head(5),
         tags={"dagster.run_id": context.run.run_id},
     )
-    ref = reg.register(run_id)
+    ref = registry.open(params.registry).register(run_id)
     oracle_auc = float(evaluations[ORACLE].overall["roc_auc"]) if oracle is not None else None
     candidate = Candidate(
         ref=ref,
@@ -202,9 +215,9 @@ def candidate_model(
         metadata={
             "model": ref.label(),
             "mlflow_run_id": run_id,
-            "mlflow_experiment_id": reg.experiment_id(),
+            "mlflow_experiment_id": tracker.experiment_id(),
             # roc.png, gains.png, calibration.png; `nextbuy ui` shows them in MLflow.
-            "plots": dg.MetadataValue.path(f"{reg.artifact_uri(run_id)}/figures"),
+            "plots": dg.MetadataValue.path(f"{tracker.artifact_uri(run_id)}/figures"),
             "test_roc_auc": float(top["roc_auc"]),
             "test_lift_at_10": float(top.get("lift_at_10", math.nan)),
             "oracle_roc_auc": oracle_auc,
@@ -235,8 +248,8 @@ def champion_model(
     the best baseline is registered and made champion, so there is always one to score
     with."""
     params = parameters.load()
-    gate, evaluation = params["gate"], params["evaluation"]
-    reg = registry.open(params)
+    gate, evaluation = params.gate, params.evaluation
+    reg = registry.open(params.registry)
     candidate = candidate_model
     y = candidate.test["label"].to_numpy(dtype=np.float64)
     contenders = {k: v for k, v in candidate.scores.items() if k != CANDIDATE}
@@ -250,11 +263,11 @@ def champion_model(
         y,
         candidate.scores[CANDIDATE],
         contenders,
-        metric=gate["metric"],
-        margin=float(gate["margin"]),
-        n_boot=int(evaluation["bootstrap_samples"]),
-        confidence_level=float(evaluation["confidence_level"]),
-        seed=int(gate["seed"]),
+        metric=gate.metric,
+        margin=gate.margin,
+        n_boot=evaluation.bootstrap_samples,
+        confidence_level=evaluation.confidence_level,
+        seed=gate.seed,
     )
     reg.record_decision(candidate.ref, decision.as_dict())
     reason = decision.reason
@@ -265,7 +278,8 @@ def champion_model(
         champion = current
         reason = f"{reason}; the champion stays {current.label()}"
     else:
-        champion = _register_best_baseline(reg, candidate, gate["metric"], reason)
+        tracker = registry.tracker(params.registry)
+        champion = _register_best_baseline(reg, tracker, candidate, gate.metric, reason)
         reason = (
             f"{reason}; no model has passed the gate yet, so the best baseline "
             f"{champion.scorer_name} is the champion ({champion.label()})"
@@ -294,12 +308,12 @@ def champion_model(
 
 
 def _register_best_baseline(
-    reg: Registry, candidate: Candidate, metric: str, reason: str
+    reg: Registry, tracker: Tracker, candidate: Candidate, metric: str, reason: str
 ) -> ModelRef:
     table = candidate.metrics.drop(index=[CANDIDATE, ORACLE], errors="ignore")
     best_name = str(table[metric].sort_values(ascending=not higher_is_better(metric)).index[0])
     best = candidate.baselines[best_name]
-    run_id = reg.log_run(
+    run_id = tracker.log_run(
         run_name=f"baseline-{best_name}",
         scorer=best,
         kind="baseline",

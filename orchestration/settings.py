@@ -1,0 +1,191 @@
+"""parameters.yaml as one typed model, validated once when it is read.
+
+Every step receives only its own section, as a kedro node receives `params:<section>`:
+training gets `split`, `model`, `evaluation`; the gate `gate`; scoring `scoring`. What
+dbt and the Great Expectations suites need is derived here, in `dbt_vars` and
+`suite_parameters`, and nowhere else. A wrong or missing setting fails at load time with
+an error that names it (``model.catboost.depth``), not deep inside a run.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from orchestration.environment import PROJECT_ROOT
+from thelook.settings import SimulationSettings
+
+DEFAULT_PARAMETERS = PROJECT_ROOT / "parameters.yaml"
+
+
+class _Section(BaseModel):
+    # A misspelt key is an error, not a silently ignored setting.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CampaignSettings(_Section):
+    name: str = Field(min_length=1)
+    target_brands: tuple[str, ...] = Field(min_length=1)
+
+    @field_validator("target_brands")
+    @classmethod
+    def _named(cls, brands: tuple[str, ...]) -> tuple[str, ...]:
+        if not all(b.strip() for b in brands):
+            raise ValueError("every target brand needs a name")
+        if len(set(brands)) != len(brands):
+            raise ValueError("a target brand is listed twice")
+        return brands
+
+
+class FeatureSettings(_Section):
+    sequence_length: int = Field(ge=1)
+    examples: Literal["every_order", "last_order"]
+
+
+class SplitSettings(_Section):
+    test_days: int = Field(ge=1)
+    validation_days: int = Field(ge=1)
+    gap_days: int = Field(ge=0)
+
+
+class ModelSettings(_Section):
+    categorical_features: tuple[str, ...]
+    numeric_features: tuple[str, ...]
+    text_features: tuple[str, ...]
+    missing_category: str
+    correct_class_weights: bool
+    # Passed to catboost.CatBoostClassifier as they are: CatBoost validates its own names.
+    catboost: dict[str, Any]
+
+    def estimator_params(self) -> dict[str, Any]:
+        """Keyword arguments of `ml.PropensityModel`."""
+        return {
+            "categorical_features": list(self.categorical_features),
+            "numeric_features": list(self.numeric_features),
+            "text_features": list(self.text_features),
+            "catboost_params": dict(self.catboost),
+            "missing_category": self.missing_category,
+            "correct_class_weights": self.correct_class_weights,
+        }
+
+
+class SliceSettings(_Section):
+    categorical: tuple[str, ...]
+    top_categories: int = Field(ge=1)
+    bucketed: dict[str, tuple[int, ...]]
+
+
+class EvaluationSettings(_Section):
+    top_k_percents: tuple[float, ...] = Field(min_length=1)
+    calibration_bins: int = Field(ge=2)
+    bootstrap_samples: int = Field(ge=10)
+    confidence_level: float = Field(gt=0, lt=1)
+    min_slice_positives: int = Field(ge=1)
+    baseline_group_columns: tuple[str, ...]
+    slices: SliceSettings
+
+    @field_validator("top_k_percents")
+    @classmethod
+    def _percents(cls, values: tuple[float, ...]) -> tuple[float, ...]:
+        if not all(0 < v <= 100 for v in values):
+            raise ValueError("each percent must lie in (0, 100]")
+        return values
+
+
+class GateSettings(_Section):
+    metric: Literal["roc_auc", "pr_auc", "log_loss", "brier"]
+    margin: float = Field(ge=0)
+    seed: int
+
+
+class RegistrySettings(_Section):
+    experiment: str = Field(min_length=1)
+    model_name: str = Field(min_length=1)
+    champion_alias: str = Field(min_length=1)
+
+
+class ScoringSettings(_Section):
+    deciles: int = Field(ge=2)
+    audience_top_percent: float = Field(gt=0, le=100)
+
+
+class Parameters(_Section):
+    """The whole parameters file; each attribute is one section."""
+
+    campaign: CampaignSettings
+    simulation: SimulationSettings
+    features: FeatureSettings
+    split: SplitSettings
+    model: ModelSettings
+    evaluation: EvaluationSettings
+    gate: GateSettings
+    registry: RegistrySettings
+    scoring: ScoringSettings
+
+    def dbt_vars(self, **extra: Any) -> dict[str, Any]:
+        """The vars of every dbt invocation (``extra`` adds run-specific ones)."""
+        out: dict[str, Any] = {
+            "target_brands": list(self.campaign.target_brands),
+            "sequence_length": self.features.sequence_length,
+            "examples": self.features.examples,
+            "audience_top_percent": self.scoring.audience_top_percent,
+        }
+        out.update({k: v for k, v in extra.items() if v is not None})
+        return out
+
+    def suite_parameters(self) -> dict[str, Any]:
+        """The values Great Expectations suites reference as ``{"$PARAMETER": name}``."""
+        return {
+            "sequence_length": self.features.sequence_length,
+            "deciles": self.scoring.deciles,
+        }
+
+
+class ParametersError(ValueError):
+    """The parameters file is missing, unreadable or invalid; the message names the setting."""
+
+
+def parameters_path() -> Path:
+    return Path(os.environ.get("NEXTBUY_PARAMETERS", DEFAULT_PARAMETERS))
+
+
+def load_parameters(path: Path | None = None) -> Parameters:
+    """Read and validate the parameters file (``NEXTBUY_PARAMETERS`` or parameters.yaml)."""
+    path = Path(path or parameters_path())
+    try:
+        with open(path, encoding="utf-8") as f:
+            raw = yaml.safe_load(f)
+    except OSError as e:
+        raise ParametersError(f"{path}: cannot read the parameters file ({e})") from e
+    except yaml.YAMLError as e:
+        raise ParametersError(f"{path}: not valid YAML ({e})") from e
+    return parse_parameters(raw, source=str(path))
+
+
+def parse_parameters(raw: Any, *, source: str = "parameters") -> Parameters:
+    """Validate a parsed parameters mapping; errors list every bad setting by its path."""
+    if not isinstance(raw, Mapping):
+        raise ParametersError(f"{source}: expected a mapping of sections at the top level")
+    try:
+        return Parameters.model_validate(raw)
+    except ValidationError as e:
+        raise ParametersError(f"{source}: {_describe(e)}") from None
+
+
+def _describe(error: ValidationError) -> str:
+    problems = []
+    for item in error.errors():
+        setting = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        message = item["msg"]
+        if item["type"] == "missing":
+            message = "missing"
+        elif item["type"] == "extra_forbidden":
+            message = "unknown setting"
+        problems.append(f"{setting}: {message}")
+    count = len(problems)
+    return f"{count} invalid setting{'s' if count > 1 else ''}: " + "; ".join(problems)
