@@ -7,6 +7,7 @@ values of parameters.yaml, and get arrays, frames, dataclasses and figures back.
 
 from ml.baselines import OverallRate, PriorShareRule, RateByGroup, Scorer, rule_baselines
 from ml.bootstrap import BootstrapDifference, paired_bootstrap_difference
+from ml.drift import DriftMonitor, DriftReport, population_stability_index
 from ml.metrics import (
     Evaluation,
     average_precision,
@@ -23,10 +24,13 @@ from ml.metrics import (
 )
 from ml.model import PropensityModel
 from ml.plots import calibration_figure, gains_figure, roc_figure
+from ml.realised import realised_performance
 from ml.split import SplitWindows, TimeSplit, time_gapped_split
 
 __all__ = [
     "BootstrapDifference",
+    "DriftMonitor",
+    "DriftReport",
     "Evaluation",
     "OverallRate",
     "PriorShareRule",
@@ -47,7 +51,9 @@ __all__ = [
     "metric_names",
     "metric_value",
     "paired_bootstrap_difference",
+    "population_stability_index",
     "precision_at_top",
+    "realised_performance",
     "roc_auc",
     "roc_figure",
     "rule_baselines",
