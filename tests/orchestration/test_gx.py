@@ -2,7 +2,11 @@
 
 The tables are built here with DuckDB, shaped like the dbt marts and the scoring asset's
 output (same columns and types), with plausible values: much faster than running dbt,
-and every test plants exactly the defect it is about.
+and every test plants exactly the defect it is about. The marts' row rules (keys, nulls,
+ranges, sequences, column types) are dbt's, and their planted defects are in
+tests/dbt_project/test_contracts.py; expectations/README.md says what is checked where.
+
+Kept whole: every test plants its defect in the same table builders, defined here once.
 """
 
 from __future__ import annotations
@@ -20,15 +24,15 @@ import pytest
 from orchestration.defs.quality.gx import (
     ValidationOutcome,
     load_suite,
-    suite_parameters,
     validate_table,
     warehouse_url,
 )
-from orchestration.parameters import load_parameters
+from orchestration.settings import load_parameters
 
 PARAMETERS = load_parameters()
-SEQUENCE_LENGTH = int(PARAMETERS["features"]["sequence_length"])
-DECILES = int(PARAMETERS["scoring"]["deciles"])
+SUITE_PARAMETERS = PARAMETERS.suite_parameters()
+SEQUENCE_LENGTH = PARAMETERS.features.sequence_length
+DECILES = PARAMETERS.scoring.deciles
 AS_OF = dt.datetime(2026, 11, 1)
 
 # Column names and types as dbt builds the marts (DESCRIBE on a built warehouse).
@@ -191,7 +195,7 @@ def validate(
         warehouse_url(path),
         table,
         SUITES[table],
-        suite_parameters(PARAMETERS) if parameters is None else parameters,
+        SUITE_PARAMETERS if parameters is None else parameters,
         **kwargs,
     )
 
@@ -211,6 +215,21 @@ def test_good_tables_pass_their_suite(make_warehouse: WarehouseFactory, table: s
     metadata = outcome.as_metadata()
     assert metadata["failed_expectations"] == 0
     assert metadata["evaluated_expectations"] == outcome.evaluated
+    assert metadata["failures"].records == []
+
+
+@pytest.mark.parametrize("table", ["marts.training_examples", "marts.customer_features"])
+def test_mart_suites_hold_only_whole_table_checks(table: str) -> None:
+    # Row rules are dbt's (tests and contract): an expectation here is an aggregate over
+    # the table or tolerates a share of rows, or it checks a row twice.
+    whole_table = {
+        "expect_table_row_count_to_be_between",
+        "expect_column_mean_to_be_between",
+        "expect_column_max_to_be_between",
+    }
+    for expectation in load_suite(SUITES[table]).expectations:
+        config = expectation.configuration
+        assert config.type in whole_table or config.kwargs.get("mostly", 1) < 1, config.type
 
 
 def test_a_label_rate_outside_its_band_fails_and_is_named(
@@ -228,41 +247,87 @@ def test_a_label_rate_outside_its_band_fails_and_is_named(
     assert failure.observed_value == pytest.approx(1.0)
     summary = outcome.summary()
     assert "expect_column_mean_to_be_between on label" in summary and "observed 1" in summary
-    metadata = outcome.as_metadata()
-    assert metadata["failed_expectations"] == 1
-    assert "expect_column_mean_to_be_between | label" in metadata["failures"].value
 
 
-def test_a_null_key_fails_naming_the_column(make_warehouse: WarehouseFactory) -> None:
-    features = customer_features()
-    features["customer_id"] = features["customer_id"].astype("Int64")
-    features.loc[5, "customer_id"] = pd.NA
-    outcome = validate(make_warehouse(marts__customer_features=features), "marts.customer_features")
-    assert not outcome.success
-    failed = {(f.expectation_type, f.column): f for f in outcome.failures}
-    null_check = failed[("expect_column_values_to_not_be_null", "customer_id")]
-    assert null_check.unexpected_count == 1
-    assert "expect_column_values_to_not_be_null on customer_id" in outcome.summary()
+def test_failures_are_a_dagster_table_in_the_metadata(make_warehouse: WarehouseFactory) -> None:
+    import dagster as dg
 
-
-def test_a_duplicate_customer_fails(make_warehouse: WarehouseFactory) -> None:
-    features = customer_features()
-    features.loc[7, "customer_id"] = features.loc[8, "customer_id"]
-    outcome = validate(make_warehouse(marts__customer_features=features), "marts.customer_features")
-    assert [(f.expectation_type, f.column) for f in outcome.failures] == [
-        ("expect_column_values_to_be_unique", "customer_id")
-    ]
-    assert outcome.failures[0].unexpected_count == 2
-    assert "1 unexpected" not in outcome.summary() and "2 unexpected" in outcome.summary()
-
-
-def test_a_duplicate_example_order_fails(make_warehouse: WarehouseFactory) -> None:
     examples = training_examples()
-    examples.loc[3, "order_id"] = examples.loc[4, "order_id"]
+    examples["label"] = 1
+    examples["age"] = examples["age"] * 12  # months for years
     outcome = validate(make_warehouse(marts__training_examples=examples), "marts.training_examples")
-    assert [(f.expectation_type, f.column) for f in outcome.failures] == [
-        ("expect_column_values_to_be_unique", "order_id")
+    metadata = outcome.as_metadata()
+    assert metadata["failed_expectations"] == 2
+    table = metadata["failures"]
+    assert isinstance(table, dg.TableMetadataValue)
+    assert [column.name for column in table.schema.columns] == [
+        "expectation",
+        "column",
+        "arguments",
+        "observed",
     ]
+    rows = {record.data["column"]: record.data for record in table.records}
+    assert rows["label"] == {
+        "expectation": "expect_column_mean_to_be_between",
+        "column": "label",
+        "arguments": "min_value=0.01, max_value=0.6",
+        "observed": "observed 1",
+    }
+    assert rows["age"]["expectation"] == "expect_column_mean_to_be_between"
+    assert rows["age"]["arguments"] == "min_value=20, max_value=65"
+    observed_age = float(rows["age"]["observed"].removeprefix("observed "))
+    assert observed_age == pytest.approx(examples["age"].mean(), rel=1e-3)
+    # What Dagster stores and shows: the table survives its serialisation.
+    assert dg.deserialize_value(dg.serialize_value(table), dg.TableMetadataValue) == table
+
+
+def _broken_join(frame: pd.DataFrame) -> pd.DataFrame:
+    frame["gender"] = frame["gender"].where(frame.index % 10 != 0)  # 10% unjoined users
+    return frame
+
+
+def _renamed_channels(frame: pd.DataFrame) -> pd.DataFrame:
+    frame["traffic_source"] = frame["traffic_source"].str.lower()
+    return frame
+
+
+def _signups_after_orders(frame: pd.DataFrame) -> pd.DataFrame:
+    frame.loc[frame.index % 20 == 0, "days_since_signup"] = -3.0  # 5%: a time-zone bug
+    return frame
+
+
+def _truncated_sequences(frame: pd.DataFrame) -> pd.DataFrame:
+    for column in ("brand_sequence", "department_sequence", "category_sequence"):
+        frame[column] = frame[column].str.split(";").str[-1]
+    return frame
+
+
+def _no_target_brand(frame: pd.DataFrame) -> pd.DataFrame:
+    frame["prior_target_brand_share"] = 0.0
+    return frame
+
+
+@pytest.mark.parametrize(
+    ("table", "plant", "failed"),
+    [
+        ("marts.customer_features", _broken_join, ("expect_column_values_to_not_be_null", "gender")),
+        ("marts.training_examples", _renamed_channels, ("expect_column_values_to_be_in_set", "traffic_source")),
+        ("marts.customer_features", _signups_after_orders, ("expect_column_values_to_be_between", "days_since_signup")),
+        ("marts.training_examples", _truncated_sequences, ("expect_column_max_to_be_between", "brand_sequence_items")),
+        ("marts.customer_features", _no_target_brand, ("expect_column_mean_to_be_between", "prior_target_brand_share")),
+    ],
+    ids=["broken_users_join", "renamed_channels", "signups_after_orders", "truncated_sequences", "no_target_brand"],
+)  # fmt: skip
+def test_a_whole_table_defect_fails_its_expectation_alone(
+    make_warehouse: WarehouseFactory,
+    table: str,
+    plant: Callable[[pd.DataFrame], pd.DataFrame],
+    failed: tuple[str, str],
+) -> None:
+    # Each defect is one a row rule cannot see: every row is plausible, the table is not.
+    outcome = validate(make_warehouse(**{_key(table): plant(GOOD[table]())}), table)
+    assert [(f.expectation_type, f.column) for f in outcome.failures] == [failed]
+    assert outcome.failures[0].observed_value is not None or outcome.failures[0].unexpected_count
 
 
 def test_scores_and_deciles_out_of_range_fail(make_warehouse: WarehouseFactory) -> None:
@@ -294,22 +359,45 @@ def test_scores_of_two_dates_in_one_batch_fail(make_warehouse: WarehouseFactory)
     } <= failed
 
 
+def test_a_null_score_key_fails_naming_the_column(make_warehouse: WarehouseFactory) -> None:
+    scores = customer_scores()
+    scores["customer_id"] = scores["customer_id"].astype("Int64")
+    scores.loc[5, "customer_id"] = pd.NA
+    outcome = validate(make_warehouse(ml__customer_scores=scores), "ml.customer_scores")
+    assert [(f.expectation_type, f.column) for f in outcome.failures] == [
+        ("expect_column_values_to_not_be_null", "customer_id")
+    ]
+    assert outcome.failures[0].unexpected_count == 1
+    assert "expect_column_values_to_not_be_null on customer_id" in outcome.summary()
+
+
+def test_an_unexpected_score_column_fails_naming_it(make_warehouse: WarehouseFactory) -> None:
+    # No dbt contract sees the staged scores: their column set is the suite's.
+    path = make_warehouse()
+    con = duckdb.connect(str(path))
+    con.execute("create schema ml")
+    con.register("frame", customer_scores().assign(rank=1))
+    con.execute("create table ml.customer_scores as select * from frame")
+    con.close()
+    outcome = validate(path, "ml.customer_scores")
+    [schema] = outcome.failures
+    assert schema.expectation_type == "expect_table_columns_to_match_set"
+    assert schema.observed_value == {"unexpected": ["rank"]}
+
+
 def test_suite_parameters_drive_the_sequence_length_expectations(
     make_warehouse: WarehouseFactory,
 ) -> None:
     path = make_warehouse(marts__training_examples=training_examples())
     assert validate(path, "marts.training_examples").success
-    shorter = {**suite_parameters(PARAMETERS), "sequence_length": 2}
+    shorter = {**SUITE_PARAMETERS, "sequence_length": 2}
     outcome = validate(path, "marts.training_examples", parameters=shorter)
-    failed = {(f.expectation_type, f.column): f for f in outcome.failures}
-    too_long = failed[("expect_column_values_to_be_between", "brand_sequence_items")]
-    assert "max_value=2" in too_long.kwargs
-    assert too_long.unexpected_count and all(v > 2 for v in too_long.unexpected_sample)
-
-
-def test_suite_parameters_come_from_the_parameters_file() -> None:
-    params = {**PARAMETERS, "features": {"sequence_length": 7}, "scoring": {"deciles": 5}}
-    assert suite_parameters(params) == {"sequence_length": 7, "deciles": 5}
+    [too_long] = outcome.failures
+    assert (too_long.expectation_type, too_long.column) == (
+        "expect_column_mean_to_be_between",
+        "brand_sequence_items",
+    )
+    assert "max_value=2" in too_long.kwargs and too_long.observed_value > 2
 
 
 def test_a_missing_suite_parameter_is_refused(make_warehouse: WarehouseFactory) -> None:
@@ -318,7 +406,11 @@ def test_a_missing_suite_parameter_is_refused(make_warehouse: WarehouseFactory) 
         validate(path, "ml.customer_scores", parameters={"sequence_length": SEQUENCE_LENGTH})
 
 
-def test_a_missing_contract_column_fails_naming_it(make_warehouse: WarehouseFactory) -> None:
+def test_a_missing_column_fails_only_the_expectations_on_it(
+    make_warehouse: WarehouseFactory,
+) -> None:
+    # dbt's contract refuses to build a mart without it; should one arrive anyway, the
+    # measure derived from it fails alone, not the whole batch query.
     features = customer_features().drop(columns=["brand_sequence"])
     path = make_warehouse()
     con = duckdb.connect(str(path))
@@ -327,13 +419,9 @@ def test_a_missing_contract_column_fails_naming_it(make_warehouse: WarehouseFact
     con.execute("create table marts.customer_features as select * from frame")
     con.close()
     outcome = validate(path, "marts.customer_features")
-    schema = next(
-        f for f in outcome.failures if f.expectation_type == "expect_table_columns_to_match_set"
-    )
-    assert schema.observed_value == {"missing": ["brand_sequence"]}
-    # The sequence-length measure of the missing column fails alone, not the whole batch.
-    broken = {f.column for f in outcome.failures}
-    assert "age" not in broken and "brand_sequence_items" in broken
+    assert {f.column for f in outcome.failures} == {"brand_sequence_items"}
+    assert all(f.error for f in outcome.failures)
+    assert outcome.evaluated == len(load_suite("customer_features").expectations)
 
 
 def test_a_missing_table_raises_lookup_error_naming_it(make_warehouse: WarehouseFactory) -> None:
@@ -353,7 +441,7 @@ def test_a_missing_suite_raises_file_not_found_naming_the_path(
             warehouse_url(path),
             "marts.training_examples",
             "training_examples",
-            suite_parameters(PARAMETERS),
+            SUITE_PARAMETERS,
             suites_dir=tmp_path,
         )
 

@@ -3,7 +3,8 @@
 A failing suite stops everything downstream of its asset in that run: no training on bad
 examples, no scoring of bad features, no audience from bad scores; the previous champion,
 scores and audience stay as they were. The check's description names every failed
-expectation and its column.
+expectation and its column; its metadata holds the counts and a table of the failures
+(expectation, column, arguments, observed), which the Dagster UI shows as a table.
 """
 
 from dataclasses import dataclass
@@ -57,18 +58,17 @@ def _suite_check(spec: SuiteCheck) -> dg.AssetChecksDefinition:
         description=f"Great Expectations suite expectations/{spec.suite}.json on {spec.table}.",
     )
     def check(warehouse: WarehouseResource, parameters: ParametersResource) -> dg.AssetCheckResult:
-        from orchestration.defs.quality.gx import suite_parameters, validate_table, warehouse_url
+        from orchestration.defs.quality.gx import validate_table, warehouse_url
 
         outcome = validate_table(
             warehouse_url(Path(warehouse.path)),
             spec.table,
             spec.suite,
-            suite_parameters(parameters.load()),
+            parameters.load().suite_parameters(),
         )
         return check_result(outcome)
 
     return check
 
 
-def quality_checks() -> list[dg.AssetChecksDefinition]:
-    return [_suite_check(spec) for spec in SUITE_CHECKS]
+suite_checks = [_suite_check(spec) for spec in SUITE_CHECKS]

@@ -3,7 +3,7 @@
 The suites are versioned JSON files (``expectations/<suite>.json``, GX 1.x
 ExpectationSuite format). Settings that live in parameters.yaml (the sequence length, the
 number of score deciles) enter a suite as GX suite parameters, ``{"$PARAMETER": "name"}``,
-filled at validation time from `suite_parameters`, so nothing is written twice.
+filled at validation time from `Parameters.suite_parameters`, so nothing is written twice.
 
 Validation runs in the warehouse: GX's SQL execution engine turns every expectation into
 aggregate queries on a query asset (``select * from <table>``); no table is
@@ -19,6 +19,9 @@ connection returns to the pool closes DuckDB's pending result before GX has fetc
 Validation only reads, so `ReadOnlyDuckDBDialect` makes begin and rollback no-ops; it is
 registered with SQLAlchemy as ``duckdb+nextbuy`` (see `warehouse_url`), and the file is
 opened read-only, so a validation can never write to the warehouse.
+
+Kept whole: loading a suite, running it in the warehouse and reading GX's results back
+are one job, and GX's result format is read nowhere else.
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ from great_expectations.data_context.types.base import (
 )
 from sqlalchemy.dialects import registry as sqlalchemy_dialects
 
-from orchestration.parameters import PROJECT_ROOT
+from orchestration.environment import PROJECT_ROOT
 
 EXPECTATIONS_DIR = PROJECT_ROOT / "expectations"
 DIALECT_SCHEME = "duckdb+nextbuy"
@@ -56,6 +59,13 @@ RESULT_FORMAT = {"result_format": "SUMMARY", "partial_unexpected_count": UNEXPEC
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # Keyword arguments that say where an expectation looks, not what it expects.
 _DOMAIN_KWARGS = ("column", "column_A", "column_B", "column_list", "batch_id", "result_format")
+# The columns of the failures table in a check's metadata, as `ExpectationFailure.as_record`.
+FAILURE_COLUMNS = {
+    "expectation": "The GX expectation type that failed.",
+    "column": "The column(s) it looked at; empty for a table expectation.",
+    "arguments": "Its arguments as validated, suite parameters filled in.",
+    "observed": "What GX measured: the value, or the unexpected count, share and examples.",
+}
 
 
 class ReadOnlyDuckDBDialect(duckdb_engine.Dialect):
@@ -113,6 +123,15 @@ class ExpectationFailure:
         # A column aggregate over no rows, or over NULLs only.
         return "; ".join(parts) or "observed no value (no rows, or only NULLs)"
 
+    def as_record(self) -> dict[str, str]:
+        """One row of the failures table (`FAILURE_COLUMNS`)."""
+        return {
+            "expectation": self.expectation_type,
+            "column": self.column or "",
+            "arguments": self.kwargs,
+            "observed": self.detail(),
+        }
+
 
 @dataclass(frozen=True)
 class ValidationOutcome:
@@ -134,32 +153,25 @@ class ValidationOutcome:
         return "\n".join(lines)
 
     def as_metadata(self) -> dict[str, Any]:
-        """Plain values and one markdown table, as Dagster metadata."""
+        """Counts, and the failed expectations as a Dagster table (one row each, empty when
+        all passed): what the asset check's page shows."""
         import dagster as dg
 
-        metadata: dict[str, Any] = {
+        return {
             "suite": f"expectations/{self.suite}.json",
             "table": self.table,
             "evaluated_expectations": self.evaluated,
             "failed_expectations": len(self.failures),
+            "failures": dg.MetadataValue.table(
+                records=[dg.TableRecord(failure.as_record()) for failure in self.failures],
+                schema=dg.TableSchema(
+                    columns=[
+                        dg.TableColumn(name, "string", description=description)
+                        for name, description in FAILURE_COLUMNS.items()
+                    ]
+                ),
+            ),
         }
-        metadata["failures"] = dg.MetadataValue.md(self.failures_markdown())
-        return metadata
-
-    def failures_markdown(self) -> str:
-        if not self.failures:
-            return "No expectation failed."
-        rows = ["| expectation | column | arguments | observed |", "|---|---|---|---|"]
-        rows += [
-            "| "
-            + " | ".join(
-                _markdown_cell(cell)
-                for cell in (f.expectation_type, f.column or "", f.kwargs, f.detail())
-            )
-            + " |"
-            for f in self.failures
-        ]
-        return "\n".join(rows)
 
 
 def suite_path(name: str, directory: Path = EXPECTATIONS_DIR) -> Path:
@@ -176,14 +188,6 @@ def load_suite(name: str, directory: Path = EXPECTATIONS_DIR) -> gx.ExpectationS
     if config.get("name") != name:
         raise ValueError(f"{path}: the suite is named {config.get('name')!r}, not {name!r}")
     return gx.ExpectationSuite(**config)
-
-
-def suite_parameters(params: Mapping[str, Any]) -> dict[str, Any]:
-    """The suite parameters ({"$PARAMETER": name}) the suites may use, from parameters.yaml."""
-    return {
-        "sequence_length": int(params["features"]["sequence_length"]),
-        "deciles": int(params["scoring"]["deciles"]),
-    }
 
 
 def warehouse_url(path: Path) -> str:
@@ -212,7 +216,7 @@ def validate_table(
     if missing:
         raise ValueError(
             f"suite {suite_name} needs the suite parameter(s) {', '.join(missing)}, "
-            f"which were not given (see suite_parameters)"
+            f"which were not given (see Parameters.suite_parameters in orchestration/settings.py)"
         )
     _require_database_file(url)
 
@@ -228,8 +232,8 @@ def validate_table(
                 "build it before validating it"
             )
         # A derived column whose source column is missing would break the whole batch
-        # query; left out, only its own expectations fail (and the schema one names the
-        # missing column).
+        # query; left out, only its own expectations fail (and a schema expectation, or
+        # the marts' dbt contract, names the missing column).
         derived = {k: v for k, v in derived.items() if _computes(engine, table, v)}
         asset = datasource.add_query_asset(name=name, query=_batch_query(table, derived))
         batch = asset.add_batch_definition_whole_table("whole").get_batch()
@@ -386,9 +390,3 @@ def _format(value: Any) -> str:
             return "[" + ", ".join(items[:5]) + f", ... ({len(items)} in all)]"
         return "[" + ", ".join(items) + "]"
     return str(value)
-
-
-def _markdown_cell(text: str) -> str:
-    text = " ".join(text.split())
-    text = (text[:300] + "...") if len(text) > 300 else text
-    return text.replace("|", "\\|")
