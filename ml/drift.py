@@ -15,9 +15,11 @@ training data at hand:
   ``ks_sample_size`` evenly spaced quantiles of the reference, so its p-value is that of a
   reference of that size (conservative; with a day's thousands of rows any real shift is
   still significant);
-- categorical: the ``top_categories`` most frequent categories, the rest of those seen
-  pooled as ``(other)``, categories the reference never saw as ``(new)``, NULL its own bin;
-  test: chi-square on the two rows of counts (``scipy.stats.chi2_contingency``);
+- categorical: the ``top_categories`` most frequent categories, the rest pooled as
+  ``(other)`` together with categories the reference never saw (new cities arrive every
+  month without the distribution moving), NULL its own bin; test: chi-square on the two
+  rows of counts, every seen category and the unseen ones as cells of their own
+  (``scipy.stats.chi2_contingency``);
 - sequence (``;``-joined tokens): shares of all tokens over the ``top_tokens`` most
   frequent reference tokens, every other token pooled as ``(other)``; no test, because
   one customer's tokens are not independent draws and a p-value would overstate.
@@ -46,7 +48,6 @@ FloatArray = npt.NDArray[np.float64]
 
 NULL_BIN = "NULL"
 OTHER_BIN = "(other)"
-NEW_BIN = "(new)"
 STATUSES = ("ok", "warn", "fail")
 REFERENCE_FORMAT = 1
 _MIN_EXPECTED_COUNT = 5.0
@@ -176,7 +177,7 @@ class DriftMonitor:
     >>> report.status, report.columns["status"].tolist()
     ('fail', ['fail', 'fail', 'ok'])
     >>> report.columns.loc[1, "top_changes"]
-    '(new): 0.0% -> 100.0%; F: 50.0% -> 0.0%; M: 37.5% -> 0.0%'
+    '(other): 0.0% -> 100.0%; F: 50.0% -> 0.0%; M: 37.5% -> 0.0%'
     """
 
     def __init__(
@@ -485,11 +486,14 @@ def _categorical_bins(reference: CategoricalReference, values: pd.Series, top: i
 
     kept = min(top, len(seen))
 
+    # For PSI, categories the reference never saw join the pooled tail: in a long-tailed
+    # column (city) every month brings new values, which is no shift of the distribution.
     def pooled(cells: FloatArray) -> FloatArray:
-        return np.concatenate([cells[:kept], [cells[kept : len(seen)].sum()], cells[len(seen) :]])
+        tail = cells[kept : len(seen) + 1].sum()
+        return np.concatenate([cells[:kept], [tail], cells[len(seen) + 1 :]])
 
     return _Bins(
-        [*seen[:kept], OTHER_BIN, NEW_BIN, NULL_BIN],
+        [*seen[:kept], OTHER_BIN, NULL_BIN],
         pooled(reference_cells),
         pooled(current_cells),
         "chi2",

@@ -190,17 +190,29 @@ def test_categorical_new_other_and_null() -> None:
     current = pd.DataFrame({"c": ["A"] * 30 + ["B"] * 30 + ["C"] * 10 + ["Z"] * 20 + [None] * 10})
     report = monitor.compare(current)
     shares = report.shares.set_index("bin")
-    assert shares.index.tolist() == ["A", "B", "(other)", "(new)", "NULL"]
-    assert shares["reference_share"].tolist() == pytest.approx([0.4, 0.3, 0.2, 0.0, 0.1])
-    assert shares["current_share"].tolist() == pytest.approx([0.3, 0.3, 0.1, 0.2, 0.1])
+    # For PSI the unseen Z joins the pooled tail with C.
+    assert shares.index.tolist() == ["A", "B", "(other)", "NULL"]
+    assert shares["reference_share"].tolist() == pytest.approx([0.4, 0.3, 0.2, 0.1])
+    assert shares["current_share"].tolist() == pytest.approx([0.3, 0.3, 0.3, 0.1])
     row = report.columns.iloc[0]
     assert row["psi"] == pytest.approx(
-        _psi_by_hand(np.array([40, 30, 20, 0, 10.0]), np.array([30, 30, 10, 20, 10.0]))
+        _psi_by_hand(np.array([40, 30, 20, 10.0]), np.array([30, 30, 30, 10.0]))
     )
-    # The test sees every category (C is not pooled away) and nothing is sparse here.
+    # The test sees every category (C is not pooled away, Z is a cell of its own) and
+    # nothing is sparse here.
     table = np.array([[40, 30, 20, 0, 10], [30, 30, 10, 20, 10]])
     assert row["statistic"] == pytest.approx(chi2_contingency(table).statistic)
-    assert row["top_changes"] == "(new): 0.0% -> 20.0%; (other): 20.0% -> 10.0%; A: 40.0% -> 30.0%"
+    assert row["top_changes"] == "(other): 20.0% -> 30.0%; A: 40.0% -> 30.0%"
+
+
+def test_a_long_tail_of_new_categories_is_no_drift() -> None:
+    # Every month brings cities never seen before; the distribution has not moved.
+    rng = np.random.default_rng(1)
+    reference = pd.DataFrame({"city": rng.choice([f"c{i}" for i in range(5000)], 20_000)})
+    current = pd.DataFrame({"city": rng.choice([f"c{i}" for i in range(6000)], 5_000)})
+    monitor = DriftMonitor([], ["city"], [], warn_psi=WARN, fail_psi=FAIL).fit(reference)
+    row = monitor.compare(current).columns.iloc[0]
+    assert row["status"] == "ok", row["psi"]
 
 
 def test_sparse_categories_do_not_fake_a_significant_test() -> None:
