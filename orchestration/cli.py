@@ -228,7 +228,7 @@ def dbt_command(args: tuple[str, ...], warehouse_path: str | None) -> None:
     "--as-of",
     type=click.DateTime(["%Y-%m-%d"]),
     default=None,
-    help="Scoring date (default today, UTC).",
+    help="Scoring date (default: the day after the newest complete day of data).",
 )
 @click.option(
     "--full-refresh", is_flag=True, help="Rebuild incremental models from all of history."
@@ -343,7 +343,10 @@ def _pipeline_and_report(as_of: dt.date | None, full_refresh: bool) -> None:
     "--as-of",
     type=click.DateTime(["%Y-%m-%d"]),
     default=None,
-    help="Date customer_features is computed as of (default: today, UTC).",
+    help=(
+        "Date customer_features is computed as of (default: the day after the newest "
+        "complete day partition of raw.order_items)."
+    ),
 )
 @click.option("--full-refresh", is_flag=True, help="Rebuild incremental models from scratch.")
 def pipeline(as_of: dt.datetime | None, full_refresh: bool) -> None:
@@ -376,6 +379,47 @@ def demo(thelook_dir: Path | None) -> None:
         click.echo(prepared.description)
     _print_warehouse(env.warehouse_path)
     _pipeline_and_report(prepared.as_of, full_refresh=True)
+
+
+@main.command()
+def tick() -> None:
+    """Evaluate the sensors and schedules once, as the Dagster daemon would, and run in
+    process what they request (new partitions: the `daily` job; the weekly retrain)."""
+    from orchestration.pipeline import log_path
+    from orchestration.tick import TickRun
+    from orchestration.tick import tick as run_tick
+
+    env = current_environment()
+    _require_warehouse(env.warehouse_path)
+    _parameters()
+    log = log_path(env)
+    click.echo(f"tick (full log: {log}) ...")
+
+    def show(run: TickRun) -> None:
+        tags = ", ".join(
+            f"{k.removeprefix('nextbuy/')} {v}"
+            for k, v in run.tags.items()
+            if k.startswith("nextbuy/")
+        )
+        state = "succeeded" if run.success else f"FAILED\n{run.error}"
+        click.echo(f"{run.requested_by} -> {run.job} run {run.run_id} ({tags}): {state}")
+        for line in run.changes:
+            click.echo(f"  {line}")
+
+    from orchestration.pipeline import output_to
+
+    with output_to(log):
+        result = run_tick(env)
+    for run in result.runs:
+        show(run)
+    for name, why in result.skipped.items():
+        click.echo(f"{name}: {why}")
+    if not result.runs:
+        click.echo("nothing to do")
+    if any(not run.success for run in result.runs):
+        raise click.ClickException(
+            "a requested run failed; what it did not materialise stays as it was"
+        )
 
 
 @main.command()

@@ -61,7 +61,7 @@ def log_path(env: Environment) -> Path:
 
 
 @contextmanager
-def _output_to(path: Path | None) -> Iterator[None]:
+def output_to(path: Path | None) -> Iterator[None]:
     """dagster-dbt writes every dbt line to stdout and Dagster logs each event to stderr:
     hundreds of lines. The CLI sends them to a file and prints a short report instead."""
     if path is None:
@@ -91,27 +91,24 @@ def run_job(
     PipelineFailed names the failed checks and steps.
     """
     from orchestration.definitions import build_definitions
+    from orchestration.defs.features.sensors import daily_run_config
 
     env = current_environment()
-    run_config = {
-        "ops": {
-            "feature_models": {
-                "config": {
-                    "as_of": as_of.isoformat() if as_of else None,
-                    "full_refresh": full_refresh,
-                }
-            }
-        }
-    }
-    with _output_to(log_to):
+    with output_to(log_to):
         defs = build_definitions(warehouse=warehouse)
         job = defs.resolve_job_def(name)
+        builds_features = any(n.name == "feature_models" for n in job.graph.node_defs)
+        run_config = (
+            daily_run_config(as_of.isoformat() if as_of else None, full_refresh)
+            if builds_features
+            else {}
+        )
         with instance(env) as inst:
             result = job.execute_in_process(
                 run_config=run_config, instance=inst, raise_on_error=False
             )
     if not result.success:
-        raise PipelineFailed(_failure_summary(result, defs, job.asset_layer.executable_asset_keys))
+        raise PipelineFailed(failure_summary(result, defs, job.asset_layer.executable_asset_keys))
     return result, defs
 
 
@@ -129,7 +126,7 @@ def run_pipeline(
     report = summary_json(decision)
     return PipelineResult(
         run_id=result.run_id,
-        as_of=as_of.isoformat() if as_of else None,
+        as_of=str(scores_event.get("as_of")) if scores_event else None,
         report=report,
         metrics=decision.metrics,
         scored=scored,
@@ -155,7 +152,7 @@ def _count_audience(env: Environment) -> int:
         con.close()
 
 
-def _failure_summary(
+def failure_summary(
     result: dg.ExecuteInProcessResult, defs: dg.Definitions, planned: Any = None
 ) -> str:
     """Which checks failed (with the suite's own account), which steps failed, and which
@@ -174,6 +171,9 @@ def _failure_summary(
             error = event.step_failure_data.error  # type: ignore[union-attr]
             if error and error.cls_name == "DagsterAssetCheckFailedError":
                 continue  # the check's own line above says more
+            # Dagster wraps the step's own exception; its message is the one that explains.
+            while error and error.cause and error.cls_name == "DagsterExecutionStepExecutionError":
+                error = error.cause
             message = error.message.strip() if error else "unknown error"
             lines.append(f"step {event.step_key} failed: {message}")
     if planned is None:
@@ -234,7 +234,7 @@ def report_lines(result: PipelineResult, env: Environment) -> list[str]:
         order.append(ORACLE)
     first = metrics.iloc[0]
     table = metrics.loc[order, columns].astype(float).rename(index=names)
-    table.index.name = "scorer"
+    table.index.name = None
     lines = [
         f"test window: {int(first['n']):,} examples, {int(first['positives']):,} positives "
         f"(rate {first['base_rate']:.3f})",
@@ -248,7 +248,7 @@ def report_lines(result: PipelineResult, env: Environment) -> list[str]:
         f"gate: {'promoted' if report['promoted'] else 'not promoted'} - {report['reason']}",
         f"champion: {report['champion']} ({report['champion_kind']})",
         f"scores: {result.scored:,} customers in ml.customer_scores as of "
-        f"{result.as_of or 'today'}; campaign_audience: {result.audience:,} customers",
+        f"{result.as_of}; campaign_audience: {result.audience:,} customers",
         f"Dagster run {result.run_id}: `nextbuy ui` opens the Dagster UI "
         "(http://127.0.0.1:3000), the dbt docs (http://127.0.0.1:8580) and MLflow "
         "(http://127.0.0.1:5000)",

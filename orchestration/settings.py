@@ -15,7 +15,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from orchestration.environment import PROJECT_ROOT
 from thelook.settings import SimulationSettings
@@ -114,6 +121,32 @@ class ScoringSettings(_Section):
     audience_top_percent: float = Field(gt=0, le=100)
 
 
+class RetrainingSettings(_Section):
+    schedule: str = Field(min_length=9)
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        from dagster._utils.schedules import is_valid_cron_string
+
+        if not is_valid_cron_string(value):
+            raise ValueError(f"{value!r} is not a cron expression (minute hour day month weekday)")
+        return value
+
+
+class MonitoringSettings(_Section):
+    warn_psi: float = Field(gt=0)
+    fail_psi: float = Field(gt=0)
+    bins: int = Field(ge=2)
+    top_tokens: int = Field(ge=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> MonitoringSettings:
+        if self.fail_psi <= self.warn_psi:
+            raise ValueError("fail_psi must be above warn_psi")
+        return self
+
+
 class Parameters(_Section):
     """The whole parameters file; each attribute is one section."""
 
@@ -126,6 +159,8 @@ class Parameters(_Section):
     gate: GateSettings
     registry: RegistrySettings
     scoring: ScoringSettings
+    retraining: RetrainingSettings
+    monitoring: MonitoringSettings
 
     def dbt_vars(self, **extra: Any) -> dict[str, Any]:
         """The vars of every dbt invocation (``extra`` adds run-specific ones)."""

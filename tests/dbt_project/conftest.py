@@ -53,9 +53,10 @@ def simulate_small(
     con.close()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def simulated(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small behavioural shop, built once for the module."""
+    """A small behavioural shop, built once for the session: tests read it, or copy it
+    before they change anything."""
     warehouse = tmp_path_factory.mktemp("dbt") / "warehouse.duckdb"
     simulate_small(warehouse)
     build(warehouse, as_of=AS_OF.isoformat())

@@ -8,8 +8,11 @@ test reads what it needs without paying for the runs again:
 3. a deliberately worse candidate (a one-tree CatBoost),
 4. a broken champion (scores above 1) promoted by hand: scoring refuses to publish its
    scores, then `rollback` restores the champion before it,
-5. bad data: every product relabelled a target brand, so the label rate leaves its band
-   and the training_examples suite blocks training.
+5. the daily loop: two new days, `nextbuy tick` (a `daily` run with the rolled-back
+   champion), a second tick (nothing to do), a full refresh of the same data,
+6. bad data: every product relabelled a target brand, so the label rate leaves its band
+   and the training_examples suite blocks training,
+7. a week later, the schedule's retrain, which the failing checks block too.
 """
 
 from __future__ import annotations
@@ -173,6 +176,7 @@ def history(tmp_path_factory: pytest.TempPathFactory) -> Iterator[History]:
         mp.setenv("NEXTBUY_PARAMETERS", str(parameters))
 
         runs["rolled_back"] = _promote_broken_scorer_and_score(home)
+        runs.update(_daily_loop(home))
 
         target = load_parameters().campaign.target_brands[0]
         con = connect(home / "warehouse.duckdb")
@@ -183,7 +187,65 @@ def history(tmp_path_factory: pytest.TempPathFactory) -> Iterator[History]:
             # the changed products (here everyone), even one made behind the loader's back.
             run_pipeline(AS_OF)
         runs["bad_data"] = _snapshot(home, error=str(failed.value))
+        # A week on, the schedule asks for a retrain; the failing checks still block it.
+        from orchestration.environment import current_environment
+        from orchestration.tick import tick
+
+        later = dt.datetime.now(dt.UTC) + dt.timedelta(days=8)
+        runs["scheduled_retrain"] = _snapshot(home, tick(current_environment(), now=later))
         yield History(home=home, runs=runs)
+
+
+def _daily_loop(home: Path) -> dict[str, Snapshot]:
+    """New days land; `nextbuy tick` runs `daily` for exactly those (with the champion the
+    rollback left); a second tick runs nothing; then a full refresh of the same data."""
+    from click.testing import CliRunner
+
+    from orchestration.cli import main
+    from orchestration.pipeline import run_job
+    from thelook import simulator
+
+    con = connect(home / "warehouse.duckdb")
+    before = {r[0] for r in con.execute(_PARTITION_STATES).fetchall()}
+    appended = simulator.append_days(con, 2)
+    after = {r[0] for r in con.execute(_PARTITION_STATES).fetchall()}
+    con.close()
+    changed = sorted({state.split("@")[0] for state in after - before})
+    out: dict[str, Snapshot] = {}
+    runner = CliRunner()
+    first = runner.invoke(main, ["tick"])
+    out["daily"] = _snapshot(home, first.output, None if first.exit_code == 0 else first.output)
+    out["daily"].extra.update(appended=appended, changed=changed)
+    out["daily"].extra["marts"] = _marts(home)
+    second = runner.invoke(main, ["tick"])
+    out["tick_again"] = _snapshot(home, second.output)
+    as_of = dt.date.fromisoformat(str(out["daily"].audience["as_of"].iloc[0])[:10])
+    run_job("daily", as_of, full_refresh=True)
+    out["daily_full"] = _snapshot(home)
+    out["daily_full"].extra["marts"] = _marts(home)
+    return out
+
+
+_PARTITION_STATES = (
+    "select partition_id || '@' || last_modified_time from meta.partitions "
+    "where table_name = 'order_items'"
+)
+
+
+def _marts(home: Path) -> dict[str, pd.DataFrame]:
+    con = connect(home / "warehouse.duckdb", read_only=True)
+    try:
+        return {
+            "training_examples": con.execute(
+                "select * exclude (_source_modified_at) from marts.training_examples "
+                "order by customer_id, order_id"
+            ).df(),
+            "customer_features": con.execute(
+                "select * from marts.customer_features order by customer_id"
+            ).df(),
+        }
+    finally:
+        con.close()
 
 
 @pytest.fixture
@@ -278,7 +340,8 @@ def test_the_gate_refuses_a_worse_candidate(history: History) -> None:
 def test_bad_data_is_blocked_by_the_expectation_suite_and_nothing_changes(
     history: History,
 ) -> None:
-    before, after = history.runs["rolled_back"], history.runs["bad_data"]
+    # The daily loop ran in between; its last state is what bad data must leave alone.
+    before, after = history.runs["daily_full"], history.runs["bad_data"]
     assert after.error is not None
     assert "gx_training_examples" in after.error
     assert "expect_column_mean_to_be_between" in after.error and "label" in after.error
@@ -355,3 +418,61 @@ def test_the_candidate_run_is_in_mlflow_with_metrics_and_plots(
     # The gate's decision is kept on the version.
     version = registry.client.get_model_version(candidate.name, candidate.version)
     assert version.tags["gate.promote"] == "true"
+
+
+def test_tick_runs_daily_for_exactly_the_new_days_dated_by_the_data(history: History) -> None:
+    daily = history.runs["daily"]
+    assert daily.error is None, daily.error
+    appended = daily.extra["appended"]
+    # One run, for exactly the partitions the append wrote (new days, and the days whose
+    # future-dated items it rewrote), dated the day after the newest complete day.
+    assert daily.result.count("-> daily run") == 1
+    changed = daily.extra["changed"]
+    assert changed and changed[-1] > appended.end.strftime("%Y%m%d") >= changed[0]
+    newest = max(dt.datetime.strptime(p, "%Y%m%d").date() for p in changed)
+    as_of = newest + dt.timedelta(days=1)
+    assert f"(partitions {','.join(changed)}, as_of {as_of.isoformat()})" in daily.result
+    # No training: the champion is still the one the rollback restored, and it scored.
+    rolled_back = history.runs["rolled_back"].champion
+    assert daily.champion == rolled_back
+    assert daily.versions == history.runs["rolled_back"].versions
+    new = daily.scores[daily.scores["as_of"].astype(str).str[:10] == as_of.isoformat()]
+    assert len(new) > 0 and set(new["model_version"]) == {rolled_back.version}
+    # The audience is that date's.
+    assert set(daily.audience["as_of"].astype(str).str[:10]) == {as_of.isoformat()}
+
+
+def test_a_second_tick_over_the_same_state_runs_nothing(history: History) -> None:
+    again = history.runs["tick_again"].result
+    assert "nothing to do" in again and "-> daily run" not in again
+    assert "no new or changed day partition" in again
+
+
+def test_the_daily_run_gives_the_marts_and_scores_of_a_full_refresh(history: History) -> None:
+    incremental, full = history.runs["daily"], history.runs["daily_full"]
+    for name, frame in incremental.extra["marts"].items():
+        pd.testing.assert_frame_equal(frame, full.extra["marts"][name], check_like=True)
+    as_of = str(incremental.audience["as_of"].iloc[0])[:10]
+
+    def scores(snapshot: Snapshot) -> pd.DataFrame:
+        frame = snapshot.scores
+        frame = frame[frame["as_of"].astype(str).str[:10] == as_of]
+        return frame.drop(columns=["scored_at"]).reset_index(drop=True)
+
+    pd.testing.assert_frame_equal(scores(incremental), scores(full))
+
+
+def test_the_weekly_schedule_requests_a_retrain_that_failed_checks_block(
+    history: History,
+) -> None:
+    scheduled = history.runs["scheduled_retrain"]
+    retrains = [r for r in scheduled.result.runs if r.job == "retrain"]
+    assert [r.requested_by for r in retrains] == ["schedule weekly_retrain"]
+    (retrain,) = retrains
+    assert not retrain.success
+    assert "check gx_training_examples on marts/training_examples failed" in retrain.error
+    assert "candidate_model" in retrain.error.split("not materialised")[1]
+    # Nothing was trained or promoted, and no daily run was asked for: no partition changed.
+    assert scheduled.versions == history.runs["bad_data"].versions
+    assert scheduled.champion == history.runs["bad_data"].champion
+    assert all(r.job != "daily" for r in scheduled.result.runs)

@@ -12,10 +12,19 @@ users as (
 
 ),
 
+last_scoring as (
+
+    select max(scored_at) as scored_at from scores
+
+),
+
 latest as (
 
-    -- The campaign mails from the newest scores; older dates stay in customer_scores.
-    select max(as_of) as as_of from scores
+    -- The campaign mails from the date scored last (the run's as-of date, which follows
+    -- the data), not the largest date: other dates stay in customer_scores.
+    select max(scores.as_of) as as_of
+    from scores
+    inner join last_scoring on scores.scored_at = last_scoring.scored_at
 
 ),
 

@@ -40,7 +40,10 @@ class FeaturesConfig(dg.Config):
 
     as_of: str | None = Field(
         default=None,
-        description="Date (YYYY-MM-DD) customer_features is computed as of; default: today (UTC).",
+        description=(
+            "Date (YYYY-MM-DD) customer_features is computed as of; default: the day after "
+            "the newest complete day partition of raw.order_items (dates follow the data)."
+        ),
     )
     full_refresh: bool = Field(
         default=False, description="Rebuild incremental models from all history."
@@ -64,15 +67,38 @@ def feature_models(
     config: FeaturesConfig,
 ) -> Iterator[Any]:
     """Staging, intermediate and the marts training_examples and customer_features."""
+    from orchestration.partitions import read_partitions, record_processed
+
+    # Read before the build: a partition that changes during it is new for the next run.
+    partitions = read_partitions(Path(warehouse.path))
+    as_of = config.as_of or _data_as_of(partitions, Path(warehouse.path))
+    context.log.info(f"customer_features as of {as_of}")
     args = ["build", *(["--full-refresh"] if config.full_refresh else [])]
     yield from dbt_invocation(
         dbt,
         args,
         params=parameters.load(),
         warehouse=Path(warehouse.path),
-        as_of=config.as_of,
+        as_of=as_of,
         context=context,
     ).stream()
+    # Only after a whole successful build (a failed one raises above).
+    record_processed(context.instance, partitions)
+
+
+def _data_as_of(partitions: list[Any], warehouse: Path) -> str:
+    from orchestration.partitions import data_as_of
+
+    as_of = data_as_of(partitions)
+    if as_of is None:
+        raise dg.Failure(
+            description=(
+                f"raw.order_items in {warehouse} has no complete day partition, so there is "
+                "no date to compute features as of: load or simulate data first, or give "
+                "as_of explicitly"
+            )
+        )
+    return as_of.isoformat()
 
 
 @dbt_assets(**_COMMON, select=SCORING_SELECTOR, name="scoring_models")

@@ -116,6 +116,8 @@ def customer_scores(
             "customers_per_second": round(written / seconds) if seconds > 0 else None,
             "as_of": as_of.isoformat(),
             "champion": champion.label(),
+            # One line for people (and `nextbuy tick`): what the table now holds.
+            "summary": f"{written:,} customers scored as of {as_of} by {champion.label()}",
             "mean_score": float(score.mean()),
             "score_quantiles": {
                 f"p{q}": float(np.quantile(score, q / 100)) for q in (10, 50, 90, 99)

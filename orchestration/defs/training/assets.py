@@ -18,6 +18,7 @@ from ml.gate import decide
 from ml.plots import calibration_figure, gains_figure, roc_figure
 from ml.slices import evaluation_slices
 from orchestration.defs.features.assets import TRAINING_EXAMPLES_KEY
+from orchestration.defs.monitoring.reference import record_drift_reference
 from orchestration.defs.sources.assets import TRUTH_ORDERS_KEY
 from orchestration.registry import ModelRef, Registry
 from orchestration.resources import ParametersResource, RegistryResource, WarehouseResource
@@ -120,7 +121,9 @@ def candidate_model(
 ) -> dg.Output[Candidate]:
     """A CatBoost candidate trained on a time-gapped split of training_examples, measured on
     the test window against the rule baselines (and the simulator's truth when present),
-    logged as an MLflow run and registered as a new model version."""
+    logged as an MLflow run (with the drift reference monitoring compares scored dates
+    with: today's customer_features and the candidate's scores on them) and registered as a
+    new model version."""
     params = parameters.load()
     evaluation = params.evaluation
     examples = warehouse.read_table(TRAINING_EXAMPLES, order_by="as_of, customer_id, order_id")
@@ -198,6 +201,7 @@ def candidate_model(
         input_example=test.head(5),
         tags={"dagster.run_id": context.run.run_id},
     )
+    drift_reference = record_drift_reference(warehouse, tracker.client, run_id, model, params)
     ref = registry.open(params.registry).register(run_id)
     oracle_auc = float(evaluations[ORACLE].overall["roc_auc"]) if oracle is not None else None
     candidate = Candidate(
@@ -231,6 +235,8 @@ def candidate_model(
             "windows": windows,
             "best_iteration": model.best_iteration_,
             "fit_seconds": round(fit_seconds, 2),
+            # What monitoring will compare scored dates with (orchestration/defs/monitoring).
+            "drift_reference": drift_reference,
         },
     )
 
@@ -239,6 +245,7 @@ def candidate_model(
 def champion_model(
     context: dg.AssetExecutionContext,
     candidate_model: Candidate,
+    warehouse: WarehouseResource,
     parameters: ParametersResource,
     registry: RegistryResource,
 ) -> dg.Output[ChampionDecision]:
@@ -280,6 +287,8 @@ def champion_model(
     else:
         tracker = registry.tracker(params.registry)
         champion = _register_best_baseline(reg, tracker, candidate, gate.metric, reason)
+        best = candidate.baselines[champion.scorer_name]
+        record_drift_reference(warehouse, tracker.client, champion.run_id, best, params)
         reason = (
             f"{reason}; no model has passed the gate yet, so the best baseline "
             f"{champion.scorer_name} is the champion ({champion.label()})"

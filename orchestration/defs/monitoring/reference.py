@@ -1,0 +1,145 @@
+"""The drift reference of a model, and the scored population it is compared with.
+
+The reference is recorded when a model is trained: the population it is trained to score
+(marts.customer_features as of the training run's date) with the model's own scores on
+it, binned by ``ml.drift.DriftMonitor`` and logged as ``drift_reference.json`` in the
+model's MLflow run. Like is compared with like: training_examples hold customers at the
+moment of a purchase, customer_features every customer on an ordinary day, so their
+days-since features differ even when nothing changes (on the stationary thelook data a
+train-window reference puts days_since_signup at PSI ~0.5 against the scored customers).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from ml.drift import DriftMonitor, DriftReport
+from orchestration.defs.scoring.assets import CUSTOMER_FEATURES, SCORES_TABLE
+from orchestration.resources import WarehouseResource
+from orchestration.settings import ModelSettings, MonitoringSettings, Parameters
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+REFERENCE_ARTIFACT = "drift_reference.json"
+# The model's score, monitored beside the features as one more numeric column.
+SCORE = "score"
+
+
+def drift_reference(
+    features: pd.DataFrame,
+    scores: Any,
+    model: ModelSettings,
+    monitoring: MonitoringSettings,
+) -> dict[str, Any]:
+    """The reference of the model's features and of ``scores`` (one per row of
+    ``features``), as plain JSON types (``DriftMonitor.reference_dict``)."""
+    monitor = DriftMonitor(
+        [*model.numeric_features, SCORE],
+        list(model.categorical_features),
+        list(model.text_features),
+        warn_psi=monitoring.warn_psi,
+        fail_psi=monitoring.fail_psi,
+        bins=monitoring.bins,
+        top_tokens=monitoring.top_tokens,
+    )
+    return monitor.fit(features.assign(**{SCORE: scores})).reference_dict()
+
+
+def compare(
+    reference: Mapping[str, Any], current: pd.DataFrame, monitoring: MonitoringSettings
+) -> DriftReport:
+    """Drift of ``current`` (features and ``score``) from a stored reference, under
+    today's thresholds."""
+    monitor = DriftMonitor.from_reference_dict(
+        reference, warn_psi=monitoring.warn_psi, fail_psi=monitoring.fail_psi
+    )
+    return monitor.compare(current)
+
+
+def record_drift_reference(
+    warehouse: WarehouseResource,
+    client: MlflowClient,
+    run_id: str,
+    scorer: Any,
+    params: Parameters,
+) -> str:
+    """Log the reference of ``scorer`` (a trained candidate or a rule) on today's
+    customer_features in its run; returns what was recorded, for the asset's metadata."""
+    from orchestration.tracking import scores
+
+    if not warehouse.has_table(CUSTOMER_FEATURES):
+        return f"none: {CUSTOMER_FEATURES} is not built, so drift cannot be monitored"
+    features = warehouse.read_table(CUSTOMER_FEATURES, order_by="customer_id")
+    if features.empty:
+        return f"none: {CUSTOMER_FEATURES} has no customer, so drift cannot be monitored"
+    reference = drift_reference(features, scores(scorer, features), params.model, params.monitoring)
+    client.log_dict(run_id, reference, REFERENCE_ARTIFACT)
+    return f"{REFERENCE_ARTIFACT}: {len(features):,} customers as of {_single_as_of(features)}"
+
+
+def load_drift_reference(client: MlflowClient, run_id: str) -> dict[str, Any] | None:
+    """The run's drift reference; None when the run has none (trained before drift
+    monitoring)."""
+    if REFERENCE_ARTIFACT not in {f.path for f in client.list_artifacts(run_id)}:
+        return None
+    with tempfile.TemporaryDirectory(prefix="nextbuy-drift-") as tmp:
+        path = client.download_artifacts(run_id, REFERENCE_ARTIFACT, tmp)
+        reference: dict[str, Any] = json.loads(Path(path).read_text())
+    return reference
+
+
+@dataclass(frozen=True)
+class ScoredPopulation:
+    """One as-of date's customers: their features and ``score``, and who scored them."""
+
+    as_of: dt.date
+    frame: pd.DataFrame
+    model_name: str
+    model_version: str
+
+
+def scored_population(warehouse: WarehouseResource) -> ScoredPopulation:
+    """customer_features joined with the scores of its as-of date."""
+    features = warehouse.read_table(CUSTOMER_FEATURES, order_by="customer_id")
+    if features.empty:
+        raise ValueError(f"{CUSTOMER_FEATURES} is empty: there is no scored customer to monitor")
+    as_of = _single_as_of(features)
+    if not warehouse.has_table(SCORES_TABLE):
+        raise LookupError(f"{SCORES_TABLE} does not exist: materialise ml/customer_scores first")
+    with warehouse.connect(read_only=True) as con:
+        scored = con.execute(
+            f"select customer_id, score, model_name, model_version from {SCORES_TABLE} "
+            "where as_of = ?",
+            [as_of],
+        ).df()
+    models = scored[["model_name", "model_version"]].drop_duplicates()
+    if len(models) != 1:
+        raise ValueError(
+            f"{SCORES_TABLE} holds scores of {len(models)} models as of {as_of}, not one: "
+            "materialise ml/customer_scores for that date first"
+        )
+    frame = features.merge(
+        scored[["customer_id", SCORE]], on="customer_id", how="inner", validate="one_to_one"
+    )
+    return ScoredPopulation(
+        as_of=as_of,
+        frame=frame,
+        model_name=str(models.iloc[0]["model_name"]),
+        model_version=str(models.iloc[0]["model_version"]),
+    )
+
+
+def _single_as_of(features: pd.DataFrame) -> dt.date:
+    dates = sorted(set(pd.to_datetime(features["as_of"]).dt.date))
+    if len(dates) != 1:
+        raise ValueError(f"{CUSTOMER_FEATURES} holds {len(dates)} as_of dates, not one")
+    return dates[0]
