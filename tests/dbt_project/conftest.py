@@ -10,7 +10,7 @@ import duckdb
 import pandas as pd
 import pytest
 
-from orchestration.dbt import run_dbt
+from orchestration.dbt import SCORING_SELECTOR, run_dbt
 from orchestration.settings import load_parameters
 from thelook import simulator
 from thelook.warehouse import connect
@@ -28,7 +28,7 @@ AS_OF = dt.date(2024, 7, 1)
 def build(warehouse: Path, *args: str, **vars: object) -> str:
     """`dbt build` of the feature models on this warehouse; returns dbt's output, fails the
     test on error. (The scoring models need the pipeline's scores: tests/orchestration.)"""
-    command = ["build", "--exclude", "tag:scoring", *args]
+    command = ["build", "--exclude", SCORING_SELECTOR, *args]
     result = run_dbt(command, warehouse=warehouse, vars=vars, check=False)
     assert result.returncode == 0, result.stdout[-6000:]
     return result.stdout
