@@ -40,7 +40,7 @@ class DbtError(RuntimeError):
 def dbt_env(env: Environment, warehouse: Path | None = None, as_of: Any = None) -> dict[str, str]:
     """Process environment for dbt: the warehouse, the target, the as-of date, telemetry off.
 
-    dbt's artefacts and logs go beside the warehouse (all local state under one folder),
+    dbt's artefacts and its log go beside the warehouse (all local state under one folder),
     and the as-of date travels as NEXTBUY_AS_OF rather than a var: it changes every day,
     and a changed var makes dbt re-parse the whole project, an env var only the files
     that read it.
@@ -52,7 +52,8 @@ def dbt_env(env: Environment, warehouse: Path | None = None, as_of: Any = None) 
     # profiles.yml's default target, for dbt run without --target (sqlfluff's templater).
     out["NEXTBUY_DBT_TARGET"] = env.dbt_target
     out.setdefault("DBT_TARGET_PATH", str(warehouse.parent / "dbt" / "target"))
-    out.setdefault("DBT_LOG_PATH", str(warehouse.parent / "dbt" / "logs"))
+    # dbt.log beside the artefacts, where dagster-dbt puts it for the runs it starts.
+    out.setdefault("DBT_LOG_PATH", out["DBT_TARGET_PATH"])
     if as_of is not None:
         out["NEXTBUY_AS_OF"] = str(as_of)
     return out
