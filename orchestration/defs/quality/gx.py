@@ -1,5 +1,8 @@
 """Great Expectations validation of a warehouse table against a suite in expectations/.
 
+Kept whole: loading a suite, running it in the warehouse and reading GX's results back
+are one job, and GX's result format is read nowhere else.
+
 The suites are versioned JSON files (``expectations/<suite>.json``, GX 1.x
 ExpectationSuite format). Settings that live in parameters.yaml (the sequence length, the
 number of score deciles) enter a suite as GX suite parameters, ``{"$PARAMETER": "name"}``,
@@ -19,9 +22,6 @@ connection returns to the pool closes DuckDB's pending result before GX has fetc
 Validation only reads, so `ReadOnlyDuckDBDialect` makes begin and rollback no-ops; it is
 registered with SQLAlchemy as ``duckdb+nextbuy`` (see `warehouse_url`), and the file is
 opened read-only, so a validation can never write to the warehouse.
-
-Kept whole: loading a suite, running it in the warehouse and reading GX's results back
-are one job, and GX's result format is read nowhere else.
 """
 
 from __future__ import annotations
