@@ -33,7 +33,7 @@
         database=target.database, schema='intermediate', identifier='_product_fingerprints')) }}
 {%- endmacro %}
 
-{# The state tables of incremental builds (an on-run-start hook). #}
+{# The state tables of incremental builds and scoped tests (an on-run-start hook). #}
 {% macro create_incremental_state_tables() -%}
     create schema if not exists {{ watermarks_relation().without_identifier() }};
     create table if not exists {{ watermarks_relation() }} (
@@ -43,6 +43,10 @@
     create table if not exists {{ product_fingerprints_relation() }} (
         product_id {{ dbt.type_bigint() }},
         fingerprint {{ dbt.type_string() }}
+    );
+    create table if not exists {{ data_test_watermarks_relation() }} (
+        test_id {{ dbt.type_string() }},
+        tested_through {{ dbt.type_timestamp() }}
     )
 {%- endmacro %}
 
@@ -163,6 +167,7 @@
         'on_schema_change': 'fail',
         'pre_hook': "{% if is_incremental() %}delete from {{ this }} where customer_id in ({{ changed_customers() }}){% endif %}",
         'post_hook': "insert into {{ watermarks_relation() }} (model_name, processed_through) select '{{ this.identifier }}', max(changed_at) from {{ ref('int_customer_changes') }}",
+        'meta': {'test_scope': 'changed_customers'},
     }) }}
 {%- endmacro %}
 

@@ -4,6 +4,10 @@
   customer's (order time, order_id) order. Returns the examples whose prior_orders,
   prior_items or last sequence element disagree, i.e. whose features saw purchase k
   itself or anything after it. Independent of int_customer_history, which built them.
+
+  With var changed_only (macros/scoped_tests.sql) it reads only the changed customers'
+  examples and items: every join here is within one customer, so that finds every leak
+  in a changed customer's examples, and no other customer's examples changed.
 #}
 
 -- Dagster shows it as a check of training_examples (it reads int_purchase_items too).
@@ -14,12 +18,14 @@ with
 examples as (
 
     select * from {{ ref('training_examples') }}
+    {{- where_changed_rows('training_examples') }}
 
 ),
 
 purchase_items as (
 
     select * from {{ ref('int_purchase_items') }}
+    {{- where_changed_rows('int_purchase_items') }}
 
 ),
 

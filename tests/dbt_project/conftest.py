@@ -10,7 +10,8 @@ import duckdb
 import pandas as pd
 import pytest
 
-from orchestration.dbt import SCORING_SELECTOR, run_dbt
+from orchestration.dbt import SCORING_SELECTOR, dbt_env, run_dbt
+from orchestration.environment import current_environment
 from orchestration.settings import load_parameters
 from thelook import simulator
 from thelook.warehouse import connect
@@ -32,6 +33,17 @@ def build(warehouse: Path, *args: str, **vars: object) -> str:
     result = run_dbt(command, warehouse=warehouse, vars=vars, check=False)
     assert result.returncode == 0, result.stdout[-6000:]
     return result.stdout
+
+
+def dbt_target(warehouse: Path) -> Path:
+    """Where dbt writes its artefacts for this warehouse (beside it)."""
+    return Path(dbt_env(current_environment(), warehouse)["DBT_TARGET_PATH"])
+
+
+def compiled_test(warehouse: Path, name: str) -> str:
+    """The SQL of a data test as the last dbt command on this warehouse compiled it."""
+    [path] = (dbt_target(warehouse) / "compiled").rglob(f"{name}.sql")
+    return path.read_text()
 
 
 def table(warehouse: Path, name: str) -> pd.DataFrame:

@@ -4,8 +4,9 @@ The one mock in the suite: BigQuery's network. The adapter's connection is repla
 one that refuses every call, so a model that would need to query BigQuery to compile
 fails loudly here instead of hanging on Google's endpoints; relation lookups answer as
 if the models did not exist yet (full build) or already existed (incremental build), and
-the two lookups an incremental build makes before it renders its SQL (a model's watermark,
-the changed raw partitions) get fixed answers.
+the lookups an incremental build makes before it renders its SQL (a model's watermark,
+the changed raw partitions, and, its data tests being scoped to the changed customers
+with var changed_only, each test's watermark) get fixed answers.
 """
 
 from __future__ import annotations
@@ -53,6 +54,8 @@ class _Offline:
 WATERMARK = dt.datetime(2026, 11, 1, 6, 30, 0, 123456, tzinfo=dt.UTC)
 CHANGED_PARTITIONS = ["20261030", "20261101", "__NULL__"]
 CHANGED_PRODUCTS = 2
+LEAKAGE_TEST = "assert_features_see_only_earlier_purchases"
+TESTED_THROUGH = dt.datetime(2026, 10, 31, 6, 30, 0, 654321, tzinfo=dt.UTC)
 
 
 def _lookup(sql: str) -> Any:
@@ -62,6 +65,8 @@ def _lookup(sql: str) -> Any:
 
     if "_incremental_watermarks" in sql:
         return agate.Table([[WATERMARK]], ["processed_through"], [agate.DateTime()])
+    if "_data_test_watermarks" in sql:
+        return agate.Table([[TESTED_THROUGH]], ["tested_through"], [agate.DateTime()])
     if "_product_fingerprints" in sql and "count(*)" in sql:
         return agate.Table([[CHANGED_PRODUCTS]], ["count"], [agate.Number()])
     if "stg_thelook__partitions" in sql and "select partition_id" in sql:
@@ -109,6 +114,7 @@ def _compile(target_path: Path, incremental: bool, monkeypatch: pytest.MonkeyPat
         # A brand with a quote proves string literals are escaped BigQuery's way.
         vars = load_parameters().dbt_vars()
         vars["target_brands"] = [*vars["target_brands"], "Levi's"]
+        vars["changed_only"] = incremental
         result = dbtRunner().invoke(
             ["compile", "--target", "bigquery", "--project-dir", str(DBT_PROJECT_DIR),
              "--profiles-dir", str(DBT_PROJECT_DIR), "--target-path", str(target_path),
@@ -136,6 +142,10 @@ def compiled(request: pytest.FixtureRequest, builds: dict[bool, list[Path]]) -> 
 @pytest.fixture
 def incremental(builds: dict[bool, list[Path]]) -> dict[str, str]:
     return {p.stem: p.read_text() for p in builds[True] if "/models/" in str(p)}
+
+
+def _flat(sql: str) -> str:
+    return " ".join(sql.split()).replace("( ", "(").replace(" )", ")")
 
 
 def test_every_model_and_test_compiles_to_bigquery_sql(compiled: list[Path]) -> None:
@@ -182,3 +192,33 @@ def test_incremental_build_compares_with_the_watermark_as_a_literal(
     assert "_incremental_watermarks" not in examples
     # The DuckDB-only hint to compute the filtered imports first is not BigQuery SQL.
     assert " as materialized" not in examples
+
+
+def test_incremental_build_scopes_tests_to_the_changed_customers(
+    builds: dict[bool, list[Path]],
+) -> None:
+    """With changed_only, a test of an incrementally built model reads the customers
+    logged since its own watermark (a literal); a full build's tests read whole tables."""
+    incremental = {p.stem: p.read_text() for p in builds[True]}
+    since = "changed_at > cast('2026-10-31 06:30:00.654321' as timestamp)"
+    changed = (
+        "(customer_id is null or customer_id in (select customer_id from "
+        f"`shop-analytics`.`intermediate`.`int_customer_changes` where {since}))"
+    )
+    row_rule = _flat(incremental["between_training_examples_age__120__0"])
+    assert f"from `shop-analytics`.`marts`.`training_examples` where {changed}" in row_rule
+    # Uniqueness of another key: every row that shares a key with a changed row.
+    key_rule = _flat(incremental["unique_training_examples_order_id"])
+    assert (
+        "where order_id in (select order_id from `shop-analytics`.`marts`.`training_examples`"
+        f" where {changed})"
+    ) in key_rule
+    log_rule = _flat(incremental["not_null_int_customer_changes_changed_at"])
+    assert f"(changed_at is null or {since})" in log_rule
+    leakage = _flat(incremental[LEAKAGE_TEST])
+    assert leakage.count(f"where {changed}") == 2
+    # customer_features is a view with a new as_of every day: every row is new.
+    assert "int_customer_changes" not in incremental["positive_customer_features_prior_orders"]
+    full = {p.stem: p.read_text() for p in builds[False]}
+    for name in ("between_training_examples_age__120__0", LEAKAGE_TEST):
+        assert "int_customer_changes" not in full[name]

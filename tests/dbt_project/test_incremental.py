@@ -8,12 +8,14 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from tests.dbt_project.conftest import MART_KEYS, build, simulate_small, table
+from tests.dbt_project.conftest import MART_KEYS, build, compiled_test, simulate_small, table
 from thelook import simulator
 from thelook.warehouse import connect, write_raw
 
 AS_OF = "2024-07-01"
 INCREMENTAL = [name for name in MART_KEYS if name != "marts.customer_features"]
+# A data test that var changed_only scopes to the changed customers (scoped_tests.sql).
+SCOPED_TEST = "between_training_examples_age__120__0"
 
 
 def _append(warehouse: Path, days: int) -> None:
@@ -57,13 +59,15 @@ def _cancel_partition(warehouse: Path) -> set[int]:
 
 
 def test_day_by_day_equals_full_refresh(tmp_path: Path) -> None:
+    # Built as the daily runs build, with the data tests scoped to the changed customers
+    # (var changed_only): they must pass on every day's correct rows.
     warehouse = tmp_path / "warehouse.duckdb"
     simulate_small(warehouse, users=800, end=dt.date(2024, 6, 20))
-    build(warehouse, as_of=AS_OF)
+    build(warehouse, as_of=AS_OF, changed_only=True)
     before = _watermarks(warehouse, "marts.training_examples")
 
     _append(warehouse, 1)
-    build(warehouse, as_of=AS_OF)
+    build(warehouse, as_of=AS_OF, changed_only=True)
     after = _watermarks(warehouse, "marts.training_examples")
     # Only the customers of changed partitions were rebuilt; everyone else kept their rows.
     con = duckdb.connect(str(warehouse), read_only=True)
@@ -86,15 +90,18 @@ def test_day_by_day_equals_full_refresh(tmp_path: Path) -> None:
     assert (untouched["_source_modified_at_x"] == untouched["_source_modified_at_y"]).all()
 
     _append(warehouse, 2)
-    build(warehouse, as_of=AS_OF)
-    build(warehouse, as_of=AS_OF)  # nothing new: a no-op
+    build(warehouse, as_of=AS_OF, changed_only=True)
+    build(warehouse, as_of=AS_OF, changed_only=True)  # nothing new: a no-op
     vanished = _cancel_partition(warehouse)
     assert vanished, "the correction should leave some customer without purchases"
-    build(warehouse, as_of=AS_OF)
+    build(warehouse, as_of=AS_OF, changed_only=True)
+    assert "int_customer_changes" in compiled_test(warehouse, SCOPED_TEST)
     incremental = {name: table(warehouse, name) for name in INCREMENTAL}
     assert not incremental["intermediate.int_orders"]["customer_id"].isin(vanished).any()
 
-    build(warehouse, "--full-refresh", as_of=AS_OF)
+    # --full-refresh tests whole tables, whatever the var says.
+    build(warehouse, "--full-refresh", as_of=AS_OF, changed_only=True)
+    assert "int_customer_changes" not in compiled_test(warehouse, SCOPED_TEST)
     for name in INCREMENTAL:
         pd.testing.assert_frame_equal(
             incremental[name], table(warehouse, name), check_like=False, obj=name

@@ -458,3 +458,58 @@ def test_validation_releases_the_file_and_leaves_it_unchanged(
     con = duckdb.connect(str(path))
     con.execute("create table marts.after_validation as select 1 as x")
     con.close()
+
+
+def _as_view(path: Path, table: str) -> None:
+    """The table becomes a view over a copy of its rows, as dbt builds customer_features."""
+    con = duckdb.connect(str(path))
+    con.execute(f"alter table {table} rename to {table.split('.')[1]}_rows")
+    con.execute(f"create view {table} as select * from {table}_rows")
+    con.close()
+
+
+@pytest.mark.parametrize(
+    ("plant", "failures"),
+    [(lambda frame: frame, 0), (lambda frame: _no_target_brand(_broken_join(frame)), 2)],
+    ids=["good", "two_defects"],
+)
+def test_a_view_is_validated_from_one_computation_with_the_same_outcome(
+    make_warehouse: WarehouseFactory,
+    plant: Callable[[pd.DataFrame], pd.DataFrame],
+    failures: int,
+) -> None:
+    import sqlalchemy as sa
+
+    table = "marts.customer_features"
+    path = make_warehouse(marts__customer_features=plant(customer_features()))
+    as_table = validate(path, table)
+    assert len(as_table.failures) == failures
+    _as_view(path, table)
+    before = path.read_bytes()
+    statements: list[str] = []
+
+    def record(connection: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(" ".join(statement.split()))
+
+    sa.event.listen(sa.engine.Engine, "before_cursor_execute", record)
+    try:
+        as_view = validate(path, table)
+    finally:
+        sa.event.remove(sa.engine.Engine, "before_cursor_execute", record)
+    # The same suite outcome, failures, observed values and metadata as on a table...
+    assert as_view == as_table
+    assert as_view.as_metadata() == as_table.as_metadata()
+    # ...from one computation of the view: a temporary table that every expectation
+    # queries, dropped at the end. (Beside it, only the check that each derived column
+    # computes, which fetches no row.)
+    reads = [s for s in statements if table in s and not s.endswith("limit 0")]
+    assert len(reads) == 1 and reads[0].startswith("create temporary table gx_batch_"), reads
+    temporary = reads[0].split()[3]
+    queries = [s for s in statements if temporary in s]
+    assert len(queries) > len(load_suite("customer_features").expectations) // 2
+    assert queries[-1] == f"drop table if exists {temporary}"
+    # The file is untouched and free for the next step to write.
+    assert path.read_bytes() == before
+    con = duckdb.connect(str(path))
+    con.execute("create table marts.after_validation as select 1 as x")
+    con.close()

@@ -15,6 +15,15 @@ expression): they are appended to the batch's select list, so that measurements 
 expectation computes by itself (how many items a ';'-joined sequence holds) can be checked
 with the ordinary column expectations and suite parameters.
 
+A view (customer_features, whose as_of moves every day) is computed once per validation,
+not once per query: its batch is copied into a temporary table of GX's own connection
+(one connection per engine, `StaticPool`; DuckDB keeps temporary tables in memory, so the
+read-only file is not touched), the expectations query that, and the table is dropped at
+the end. Tables are queried where they are. At 10M order items that takes the
+customer_features suite from 20 s to 7 s, for 0.75 GiB more peak memory. (Fetching the
+view into pandas instead took 18 s and twice the memory, and would change GX's engine,
+and with it how some results are computed and reported.)
+
 DuckDB through duckdb-engine needs one workaround: GX's SQL engine fails on it with
 "IndexError: list index out of range" for every expectation (GX issues #10738 and #11579).
 duckdb-engine's ``do_begin`` opens a transaction on checkout, and the rollback when the
@@ -26,10 +35,12 @@ opened read-only, so a validation can never write to the warehouse.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import re
+import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -222,11 +233,17 @@ def validate_table(
 
     context = _ephemeral_context()
     datasource = context.data_sources.add_sql(
-        name="warehouse", connection_string=url, kwargs={"connect_args": {"read_only": True}}
+        name="warehouse",
+        connection_string=url,
+        # One connection per engine: a view's batch is a temporary table (module docstring),
+        # which only the connection that made it can see.
+        kwargs={"connect_args": {"read_only": True}, "poolclass": sa.pool.StaticPool},
     )
+    materialised: str | None = None
     try:
         engine = datasource.get_engine()
-        if not _table_exists(engine, schema, name):
+        table_type = _table_type(engine, schema, name)
+        if table_type is None:
             raise LookupError(
                 f"table {table} does not exist in the warehouse ({_database(url)}): "
                 "build it before validating it"
@@ -235,15 +252,27 @@ def validate_table(
         # query; left out, only its own expectations fail (and a schema expectation, or
         # the marts' dbt contract, names the missing column).
         derived = {k: v for k, v in derived.items() if _computes(engine, table, v)}
-        asset = datasource.add_query_asset(name=name, query=_batch_query(table, derived))
+        query = _batch_query(table, derived)
+        if table_type == "VIEW":
+            materialised = _materialise(datasource.get_execution_engine().engine, query)
+            query = f"select * from {materialised}"
+        asset = datasource.add_query_asset(name=name, query=query)
         batch = asset.add_batch_definition_whole_table("whole").get_batch()
         result = batch.validate(
             suite, expectation_parameters=dict(parameters), result_format=RESULT_FORMAT
         )
     finally:
+        execution_engine = datasource.get_execution_engine()
+        if materialised is not None:
+            # (Closing the connection below would drop it too; this frees its memory first.)
+            with (
+                contextlib.suppress(sa.exc.SQLAlchemyError),
+                execution_engine.engine.connect() as connection,
+            ):
+                connection.execute(sa.text(f"drop table if exists {materialised}"))
         # Release the file now: a later step of the same process may open it for writing,
         # which DuckDB refuses while a read-only handle on it is still alive.
-        datasource.get_execution_engine().close()
+        execution_engine.close()
         datasource.get_engine().dispose()
 
     failures = [_failure(r) for r in result.results if not r.success]
@@ -310,16 +339,26 @@ def _require_database_file(url: str) -> None:
         raise FileNotFoundError(f"warehouse file {database} does not exist")
 
 
-def _table_exists(engine: sa.Engine, schema: str, name: str) -> bool:
+def _table_type(engine: sa.Engine, schema: str, name: str) -> str | None:
+    """information_schema's table_type of the table (BASE TABLE, VIEW, ...), None if absent."""
     with engine.connect() as connection:
         row = connection.execute(
             sa.text(
-                "select 1 from information_schema.tables "
+                "select table_type from information_schema.tables "
                 "where table_schema = :schema and table_name = :name"
             ),
             {"schema": schema, "name": name},
         ).first()
-    return row is not None
+    return None if row is None else str(row[0])
+
+
+def _materialise(engine: sa.Engine, query: str) -> str:
+    """Computes ``query`` once into a new temporary table of ``engine``'s one connection;
+    returns the table's name."""
+    temporary = f"gx_batch_{uuid.uuid4().hex[:12]}"
+    with engine.connect() as connection:
+        connection.execute(sa.text(f"create temporary table {temporary} as {query}"))
+    return temporary
 
 
 def _computes(engine: sa.Engine, table: str, expression: str) -> bool:
