@@ -384,7 +384,9 @@ def demo(thelook_dir: Path | None) -> None:
 @main.command()
 def tick() -> None:
     """Evaluate the sensors and schedules once, as the Dagster daemon would, and run in
-    process what they request (new partitions: the `daily` job; the weekly retrain)."""
+    process what they request: new or corrected day partitions, a `features` run; new
+    features, a `daily` run (scores, audience, monitoring); an alert or the weekly
+    schedule, a `retrain` run."""
     from orchestration.pipeline import log_path
     from orchestration.tick import TickRun
     from orchestration.tick import tick as run_tick

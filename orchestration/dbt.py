@@ -37,13 +37,19 @@ class DbtError(RuntimeError):
     """A dbt command failed; the message carries dbt's own account."""
 
 
-def dbt_env(env: Environment, warehouse: Path | None = None, as_of: Any = None) -> dict[str, str]:
-    """Process environment for dbt: the warehouse, the target, the as-of date, telemetry off.
+def dbt_env(
+    env: Environment,
+    warehouse: Path | None = None,
+    as_of: Any = None,
+    partitions: Sequence[str] | None = None,
+) -> dict[str, str]:
+    """Process environment for dbt: the warehouse, the target, the as-of date, the raw
+    order_items partitions to process, telemetry off.
 
     dbt's artefacts and its log go beside the warehouse (all local state under one folder),
     and the as-of date travels as NEXTBUY_AS_OF rather than a var: it changes every day,
     and a changed var makes dbt re-parse the whole project, an env var only the files
-    that read it.
+    that read it. So do the partitions (NEXTBUY_PARTITIONS, comma separated).
     """
     warehouse = (warehouse or env.warehouse_path).resolve()
     out = dict(os.environ)
@@ -56,6 +62,9 @@ def dbt_env(env: Environment, warehouse: Path | None = None, as_of: Any = None) 
     out.setdefault("DBT_LOG_PATH", out["DBT_TARGET_PATH"])
     if as_of is not None:
         out["NEXTBUY_AS_OF"] = str(as_of)
+    out.pop("NEXTBUY_PARTITIONS", None)
+    if partitions is not None:
+        out["NEXTBUY_PARTITIONS"] = ",".join(partitions)
     return out
 
 
@@ -107,16 +116,18 @@ def dbt_invocation(
     params: Parameters | None,
     warehouse: Path | None = None,
     as_of: Any = None,
+    partitions: Sequence[str] | None = None,
     vars: Mapping[str, Any] | None = None,
     context: dg.AssetExecutionContext | None = None,
     raise_on_error: bool = True,
 ) -> DbtCliInvocation:
-    """Start `dbt <args>` with parameters.yaml's vars (and ``vars``) on ``warehouse``.
+    """Start `dbt <args>` with parameters.yaml's vars (and ``vars``) on ``warehouse``;
+    ``as_of`` and ``partitions`` travel as environment variables (dbt_env).
 
     ``params=None`` runs without vars (`dbt docs serve`, which renders nothing).
     """
     env = current_environment()
-    process_env = dbt_env(env, warehouse, as_of)
+    process_env = dbt_env(env, warehouse, as_of, partitions)
     full_args = list(args)
     if params is not None:
         full_args += ["--vars", json.dumps(params.dbt_vars(**(vars or {})), default=str)]

@@ -18,14 +18,20 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+
+import dagster as dg
 
 from thelook.schema import NULL_PARTITION_ID, PARTITION_ID_FORMAT, RAW_SCHEMA
 
-if TYPE_CHECKING:
-    import dagster as dg
-
 ORDER_ITEMS = "order_items"
+# What Dagster shows per day. Both are dynamic, not daily: the partitions table holds only
+# the days that have rows (a shop's history starts on its own first day and can skip
+# days), a day can be re-delivered long after it passed, and the dates follow the data,
+# not the clock a DailyPartitionsDefinition is bounded by.
+# The raw order_items day partitions a feature build processed (keys: partition_id).
+ORDER_ITEMS_DAYS = dg.DynamicPartitionsDefinition(name="order_items_days")
+# The as-of dates scored (keys: YYYY-MM-DD): scores, audience and monitoring per date.
+AS_OF_DATES = dg.DynamicPartitionsDefinition(name="as_of_dates")
 # Where the Dagster instance keeps the partition states the last successful feature build
 # processed (partition_id -> last_modified_time): what "new" means to the sensor.
 PROCESSED_KEY = "nextbuy/processed_partitions/raw.order_items"
@@ -132,7 +138,93 @@ def processed_state(instance: dg.DagsterInstance) -> dict[str, str]:
     return seen_in(instance.run_storage.get_cursor_values({PROCESSED_KEY}).get(PROCESSED_KEY))
 
 
-def record_processed(instance: dg.DagsterInstance, partitions: Iterable[PartitionState]) -> None:
+def record_processed(
+    instance: dg.DagsterInstance, partitions: Iterable[PartitionState], *, merge: bool = True
+) -> None:
     """Note that a feature build processed these partition states (read before it began,
-    so a partition changed meanwhile counts as new for the next run)."""
-    instance.run_storage.set_cursor_values({PROCESSED_KEY: cursor_of(partitions)})
+    so a partition changed meanwhile counts as new for the next run). ``merge`` keeps what
+    earlier builds processed of other days; without it (a full rebuild) these are all."""
+    state = processed_state(instance) if merge else {}
+    state.update(seen_in(cursor_of(partitions)))
+    instance.run_storage.set_cursor_values({PROCESSED_KEY: json.dumps(state, sort_keys=True)})
+
+
+def add_partitions(
+    instance: dg.DagsterInstance, definition: dg.DynamicPartitionsDefinition, keys: Iterable[str]
+) -> None:
+    """Register the keys a run is for (those not registered yet, in order)."""
+    assert definition.name is not None
+    known = set(instance.get_dynamic_partitions(definition.name))
+    new = [k for k in dict.fromkeys(keys) if k not in known]
+    if new:
+        instance.add_dynamic_partitions(definition.name, new)
+
+
+def partition_range_tags(keys: list[str]) -> dict[str, str]:
+    """The run tags of a run over ``keys`` (in the order they were registered): one key,
+    or the range from the first to the last."""
+    from dagster._core.storage.tags import (
+        ASSET_PARTITION_RANGE_END_TAG,
+        ASSET_PARTITION_RANGE_START_TAG,
+        PARTITION_NAME_TAG,
+    )
+
+    if len(keys) == 1:
+        return {PARTITION_NAME_TAG: keys[0]}
+    return {ASSET_PARTITION_RANGE_START_TAG: keys[0], ASSET_PARTITION_RANGE_END_TAG: keys[-1]}
+
+
+# The most days one feature run records as partitions of their own. Dagster records a
+# materialisation per partition and asset of a run (11 dbt models), and its instance
+# storage takes tens of milliseconds for each: a 5-year history as 1,800 day partitions
+# would spend ten minutes on bookkeeping for a build of seconds. Beyond this many changed
+# days (the first build, a reload of history) the run is one build keyed by the newest.
+MAX_RANGE_DAYS = 31
+
+
+@dataclass(frozen=True)
+class FeatureRun:
+    """What one `features` run is for: its partition keys (one, or a range in the order
+    they were registered), the keys it registers first, and the days dbt processes
+    (None: a rebuild, in which dbt takes every day it finds changed itself)."""
+
+    keys: list[str]
+    register: list[str]
+    days: list[str] | None
+
+    @property
+    def rebuild(self) -> bool:
+        return self.days is None
+
+    def tags(self) -> dict[str, str]:
+        return partition_range_tags(self.keys)
+
+    def describe(self, changed: int) -> str:
+        if self.days is None:
+            return f"{changed} days as one build, keyed by the newest, {self.keys[0]}"
+        if len(self.keys) == 1:
+            return self.keys[0]
+        return f"{self.keys[0]}..{self.keys[-1]} ({len(self.keys)} partitions)"
+
+
+def plan_feature_run(
+    changed: Iterable[str], registered: Iterable[str], *, rebuild: bool = False
+) -> FeatureRun:
+    """The run that processes the ``changed`` day partitions, given the keys of
+    order_items_days already ``registered`` (in their order). Days not registered yet are
+    added in day order; a run covers one key or a contiguous range of registered keys,
+    so changed days that are not contiguous widen it to the keys between them (processed
+    again, which an incremental build makes cheap). ``rebuild``, or more than
+    MAX_RANGE_DAYS changed days, makes it one build keyed by the newest changed day."""
+    wanted = sorted(set(changed))
+    if not wanted:
+        raise ValueError("no day partition to process")
+    known = list(registered)
+    if rebuild or len(wanted) > MAX_RANGE_DAYS:
+        newest = wanted[-1]
+        return FeatureRun([newest], [] if newest in known else [newest], None)
+    new = [d for d in wanted if d not in set(known)]
+    order = known + new
+    positions = sorted(order.index(d) for d in wanted)
+    span = order[positions[0] : positions[-1] + 1]
+    return FeatureRun(span, new, span)

@@ -19,6 +19,7 @@ from typing import Any
 import dagster as dg
 
 from orchestration.environment import Environment, current_environment
+from orchestration.partitions import FeatureRun
 
 DAGSTER_YAML = """\
 # Written by nextbuy: the Dagster instance for this NEXTBUY_HOME (runs, events, schedules).
@@ -76,6 +77,74 @@ def output_to(path: Path | None) -> Iterator[None]:
         yield
 
 
+def feature_run(
+    inst: dg.DagsterInstance,
+    warehouse: Path,
+    *,
+    full_refresh: bool = False,
+) -> FeatureRun:
+    """The raw order_items day partitions a `features` run processes, registered: all of
+    them for a full refresh; otherwise the new or changed ones (or,
+    when none changed, the newest, so that customer_features is rebuilt as of the date
+    asked). See partitions.plan_feature_run."""
+    from orchestration.partitions import (
+        ORDER_ITEMS_DAYS,
+        add_partitions,
+        changed_partitions,
+        plan_feature_run,
+        processed_state,
+        read_partitions,
+    )
+
+    present = read_partitions(warehouse)
+    if not present:
+        raise PipelineFailed(
+            f"raw.order_items in {warehouse} has no day partition: load or simulate data first"
+        )
+    ids = [p.partition_id for p in present]
+    if full_refresh:
+        chosen = ids
+    else:
+        chosen = [p.partition_id for p in changed_partitions(present, processed_state(inst))]
+        chosen = chosen or ids[-1:]
+    name = ORDER_ITEMS_DAYS.name or ""
+    plan = plan_feature_run(chosen, inst.get_dynamic_partitions(name), rebuild=full_refresh)
+    add_partitions(inst, ORDER_ITEMS_DAYS, plan.register)
+    return plan
+
+
+def as_of_partition(inst: dg.DagsterInstance, as_of: str) -> dict[str, str]:
+    """The tags of a `daily` or `retrain` run for one as-of date, registered first."""
+    from orchestration.partitions import AS_OF_DATES, add_partitions, partition_range_tags
+
+    add_partitions(inst, AS_OF_DATES, [as_of])
+    return partition_range_tags([as_of])
+
+
+def features_as_of(warehouse: Path) -> str:
+    """The date marts.customer_features is computed as of, which the scoring jobs are for."""
+    from thelook.warehouse import connect
+
+    con = connect(warehouse, read_only=True)
+    try:
+        rows = con.execute("select distinct as_of from marts.customer_features").fetchall()
+    except Exception as e:
+        raise PipelineFailed(
+            f"marts.customer_features in {warehouse} cannot be read ({e}): "
+            "run `nextbuy features` first"
+        ) from e
+    finally:
+        con.close()
+    if len(rows) != 1:
+        raise PipelineFailed(
+            f"marts.customer_features in {warehouse} holds {len(rows)} as_of dates, not one"
+        )
+    value = rows[0][0]
+    if isinstance(value, dt.datetime):
+        value = value.date()
+    return value.isoformat() if isinstance(value, dt.date) else str(value)[:10]
+
+
 def run_job(
     name: str,
     as_of: dt.date | None,
@@ -86,26 +155,35 @@ def run_job(
 ) -> tuple[dg.ExecuteInProcessResult, dg.Definitions]:
     """Execute job ``name`` of the Definitions in this process, recorded in the instance.
 
-    With ``log_to``, the run's output goes to that file rather than the terminal; with
-    ``warehouse``, the run works on that DuckDB file instead of the environment's.
-    PipelineFailed names the failed checks and steps.
+    `features` runs over raw day partitions (the changed ones: feature_run) and computes customer_features as of ``as_of`` (default: from
+    the data); `daily` and `retrain` run for one as-of date partition (``as_of``, default
+    the date customer_features is computed as of). With ``log_to``, the run's output
+    goes to that file rather than the terminal; with ``warehouse``, the run works on that
+    DuckDB file instead of the environment's. PipelineFailed names the failed checks and
+    steps.
     """
     from orchestration.definitions import build_definitions
-    from orchestration.defs.features.sensors import daily_run_config
+    from orchestration.defs.features.sensors import features_run_config
 
     env = current_environment()
+    path = warehouse or env.warehouse_path
     with output_to(log_to):
         defs = build_definitions(warehouse=warehouse)
         job = defs.resolve_job_def(name)
-        builds_features = any(n.name == "feature_models" for n in job.graph.node_defs)
-        run_config = (
-            daily_run_config(as_of.isoformat() if as_of else None, full_refresh)
-            if builds_features
-            else {}
-        )
         with instance(env) as inst:
+            if name == "features":
+                plan = feature_run(inst, path, full_refresh=full_refresh)
+                tags = plan.tags()
+                run_config = features_run_config(
+                    as_of.isoformat() if as_of else None,
+                    full_refresh=full_refresh,
+                    rebuild=plan.rebuild,
+                )
+            else:
+                tags = as_of_partition(inst, as_of.isoformat() if as_of else features_as_of(path))
+                run_config = {}
             result = job.execute_in_process(
-                run_config=run_config, instance=inst, raise_on_error=False
+                run_config=run_config, instance=inst, tags=tags, raise_on_error=False
             )
     if not result.success:
         raise PipelineFailed(failure_summary(result, defs, job.asset_layer.executable_asset_keys))
@@ -115,11 +193,18 @@ def run_job(
 def run_pipeline(
     as_of: dt.date | None, *, full_refresh: bool = False, log_to: Path | None = None
 ) -> PipelineResult:
-    """Materialise every asset of the `pipeline` job in this process."""
+    """The whole lifecycle in this process: a `features` run over the changed day
+    partitions (all of them with ``full_refresh``), then a `retrain` run for the date the
+    features are computed as of (train, gate, score, audience, monitoring)."""
     from orchestration.defs.scoring.assets import SCORES_KEY
 
     env = current_environment()
-    result, _ = run_job("pipeline", as_of, full_refresh=full_refresh, log_to=log_to)
+    with output_to(log_to):  # one log for both runs
+        try:
+            run_job("features", as_of, full_refresh=full_refresh)
+        except PipelineFailed as e:
+            raise PipelineFailed(f"{e}\n{_not_run('retrain')}") from e
+        result, _ = run_job("retrain", as_of)
     decision = result.output_for_node("champion_model")
     scores_event = _materialization(result, SCORES_KEY)
     scored = int(scores_event.get("dagster/row_count", 0)) if scores_event else 0
@@ -132,6 +217,14 @@ def run_pipeline(
         scored=scored,
         audience=_count_audience(env),
     )
+
+
+def _not_run(job: str) -> str:
+    from orchestration.definitions import build_definitions
+
+    keys = build_definitions().resolve_job_def(job).asset_layer.executable_asset_keys
+    names = ", ".join(sorted(k.to_user_string() for k in keys))
+    return f"the `{job}` job did not run, so these were left as they were: {names}"
 
 
 def _materialization(result: dg.ExecuteInProcessResult, key: dg.AssetKey) -> dict[str, Any]:

@@ -23,6 +23,9 @@ from orchestration.environment import Environment
 SENSOR_NAME_TAG = "dagster/sensor_name"
 SCHEDULE_NAME_TAG = "dagster/schedule_name"
 RUN_KEY_TAG = "dagster/run_key"
+PARTITION_TAG = "dagster/partition"
+# Rounds of sensor evaluation in one tick: features, daily, a retrain on alert, spare.
+MAX_ROUNDS = 5
 
 
 @dataclass(frozen=True)
@@ -64,12 +67,22 @@ def tick(
     defs = build_definitions()
     with instance(env) as inst:
         state = _Tick(inst, defs, on_run)
-        for sensor in defs.sensors or []:
-            assert isinstance(sensor, dg.SensorDefinition)
-            state.sensor(sensor)
+        # The daemon evaluates sensors every few seconds; a tick goes round until none
+        # asks for more, so that a run one sensor reacts to (features -> daily -> retrain
+        # on alert) happens in the same tick.
+        for _ in range(MAX_ROUNDS):
+            before = len(state.runs)
+            for sensor in defs.sensors or []:
+                assert isinstance(sensor, dg.SensorDefinition)
+                state.sensor(sensor)
+            if len(state.runs) == before:
+                break
         for schedule in defs.schedules or []:
             assert isinstance(schedule, dg.ScheduleDefinition)
             state.schedule(schedule, now or dt.datetime.now(dt.UTC))
+    # A sensor that ran something in an earlier round and found nothing later did its work.
+    for run in state.runs:
+        state.skipped.pop(run.requested_by.split(" ", 1)[1], None)
     return TickResult(runs=state.runs, skipped=state.skipped)
 
 
@@ -91,23 +104,37 @@ class _Tick:
         cursor = self.inst.run_storage.get_cursor_values({key}).get(key)
         context = dg.build_sensor_context(
             instance=self.inst,
+            # With a ref, the context checks requested partition keys as the daemon does:
+            # against the instance's dynamic partitions and those the same result adds.
+            instance_ref=self.inst.get_ref(),
             cursor=cursor,
             sensor_name=sensor.name,
             definitions=self.defs,
             resources=self.defs.resources,
         )
         data = sensor.evaluate_tick(context)
+        for change in data.dynamic_partitions_requests or []:
+            if isinstance(change, dg.AddDynamicPartitionsRequest):
+                known = set(self.inst.get_dynamic_partitions(change.partitions_def_name))
+                new = [k for k in change.partition_keys if k not in known]
+                if new:
+                    self.inst.add_dynamic_partitions(change.partitions_def_name, new)
+            else:
+                for key in change.partition_keys:
+                    self.inst.delete_dynamic_partition(change.partitions_def_name, key)
         requests = list(data.run_requests or [])
         for request in requests:
             if request.run_key and _run_key_used(self.inst, sensor.name, request.run_key):
                 self.skipped[sensor.name] = f"run key {request.run_key} was already requested"
                 continue
             tags = {**(request.tags or {}), SENSOR_NAME_TAG: sensor.name}
+            if request.partition_key:
+                tags[PARTITION_TAG] = request.partition_key
             if request.run_key:
                 tags[RUN_KEY_TAG] = request.run_key
             job_name = request.job_name or sensor.job_name
             self.run(job_name, request, tags, f"sensor {sensor.name}")
-        if not requests:
+        if not requests and sensor.name not in self.skipped:
             self.skipped[sensor.name] = data.skip_message or "requested nothing"
         # As the daemon does: the cursor moves once the tick's runs have been started.
         if data.cursor is not None and data.cursor != cursor:
@@ -132,9 +159,18 @@ class _Tick:
         if due.timestamp() > now.timestamp():
             self.skipped[schedule.name] = f"next run due {due.isoformat()}"
             return
-        context = dg.build_schedule_context(instance=self.inst, scheduled_execution_time=due)
+        # With the repository and an instance ref, a requested partition key is checked
+        # against the job's partitions, as the daemon does.
+        context = dg.build_schedule_context(
+            instance=self.inst,
+            instance_ref=self.inst.get_ref(),
+            scheduled_execution_time=due,
+            repository_def=self.defs.get_repository_def(),
+        )
         for request in schedule.evaluate_tick(context).run_requests or []:
             tags = {**(request.tags or {}), SCHEDULE_NAME_TAG: schedule.name}
+            if request.partition_key:
+                tags[PARTITION_TAG] = request.partition_key
             self.run(schedule.job_name, request, tags, f"schedule {schedule.name}")
 
 

@@ -1,43 +1,55 @@
-"""Jobs: which assets run together. The command line runs these same jobs in process."""
+"""Jobs: which assets run together. The command line runs these same jobs in process.
+
+Each job has one partitions definition (Dagster runs one partition key or range of one
+definition at a time): the feature build runs over raw order_items day partitions, the
+rest over as-of dates. The daily loop is therefore two runs, chained by sensors (see
+orchestration/defs/features/sensors.py): `features` for the new days, then `daily` for
+the date they make scorable.
+"""
 
 import dagster as dg
 
 from orchestration.defs.features.assets import TRAINING_EXAMPLES_KEY, feature_models
+from orchestration.defs.quality.checks import check_name
 
 _TRAINING = dg.AssetSelection.assets("candidate_model", "champion_model")
+_FEATURES = dg.AssetSelection.assets(feature_models)
 
-# Everything from raw to the campaign audience, in dependency order: `nextbuy pipeline`.
-pipeline_job = dg.define_asset_job(
-    "pipeline",
-    selection=dg.AssetSelection.all(),
-    description="Build the features, validate, train, gate, score and build the audience.",
+# `nextbuy features` and the first half of the daily loop: the dbt feature build of the
+# new or changed day partitions, its dbt tests and the marts' GX checks.
+features_job = dg.define_asset_job(
+    "features",
+    selection=_FEATURES,
+    description=(
+        "Build and test the dbt feature models for a range of raw order_items day "
+        "partitions (incrementally) and validate the marts."
+    ),
 )
 
-# The sensor's job: new partitions in, fresh scores and audience out, no training.
+# The second half: fresh scores and audience for the new as-of date, no training.
 daily_job = dg.define_asset_job(
     "daily",
-    selection=dg.AssetSelection.all() - _TRAINING,
+    selection=dg.AssetSelection.all() - _TRAINING - _FEATURES,
     description=(
-        "Incremental dbt build of the changed partitions, the blocking checks, scores of the "
-        "new as-of date by the current champion, the campaign audience."
+        "Scores of one as-of date by the current champion, the campaign audience of that "
+        "date, and its monitoring."
     ),
 )
 
 # Weekly (and on alert): train, gate, and rescore with whatever the gate leaves champion.
-# The blocking checks of training_examples run first, so a candidate never learns from
-# examples that fail them, even when the features were built by an earlier run.
+# The GX check of training_examples runs first, so a candidate never learns from examples
+# that fail it, even when the features were built by an earlier run. (Only the GX check:
+# the dbt tests are steps of the dbt build itself, which this job does not run.)
 retrain_job = dg.define_asset_job(
     "retrain",
     selection=(
-        _TRAINING.downstream() - dg.AssetSelection.assets(feature_models)
-        | dg.AssetSelection.checks_for_assets(TRAINING_EXAMPLES_KEY)
+        _TRAINING.downstream() - _FEATURES
+        | dg.AssetSelection.checks(
+            dg.AssetCheckKey(TRAINING_EXAMPLES_KEY, check_name("training_examples"))
+        )
     ),
-    description="Train a candidate, gate it against the champion, and rescore.",
-)
-
-# `nextbuy features`: the dbt feature build with its dbt tests and the marts' GX checks.
-features_job = dg.define_asset_job(
-    "features",
-    selection=dg.AssetSelection.assets(feature_models),
-    description="Build and test the dbt feature models (incrementally) and validate the marts.",
+    description=(
+        "Train a candidate, gate it against the champion, and rescore the as-of date "
+        "with the champion the gate leaves."
+    ),
 )

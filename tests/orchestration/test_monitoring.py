@@ -196,7 +196,12 @@ def steps(store: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Ste
     steps = {}
     for name, (frame, version, as_of) in plan.items():
         _write_scored(warehouse, frame, version, as_of)
-        result = dg.materialize([feature_drift], resources=resources, instance=instance)
+        key = as_of.isoformat()
+        if key not in instance.get_dynamic_partitions("as_of_dates"):
+            instance.add_dynamic_partitions("as_of_dates", [key])
+        result = dg.materialize(
+            [feature_drift], resources=resources, instance=instance, partition_key=key
+        )
         (materialization,) = result.asset_materializations_for_node("monitoring__feature_drift")
         sensor = retrain_on_drift(dg.build_sensor_context(instance=instance))
         metadata = {k: v.value for k, v in materialization.metadata.items()}

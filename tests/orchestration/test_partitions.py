@@ -101,8 +101,14 @@ def test_sensor_requests_one_run_for_new_days_and_again_for_a_corrected_day(
     with dg.instance_for_test(temp_dir=str(tmp_path / "dagster")) as instance:
         first = _tick(instance, _warehouse(path, days))
         assert isinstance(first, dg.SensorResult)
-        (request,) = first.run_requests or []  # several new days: one run
-        assert request.tags["nextbuy/partitions"] == "20240101,20240102"
+        (request,) = first.run_requests or []  # several new days: one run, over a range
+        assert request.tags["dagster/asset_partition_range_start"] == "20240101"
+        assert request.tags["dagster/asset_partition_range_end"] == "20240102"
+        assert request.tags["nextbuy/partitions"] == "20240101..20240102 (2 partitions)"
+        (added,) = first.dynamic_partitions_requests or []
+        assert added.partition_keys == ["20240101", "20240102"]
+        assert added.partitions_def_name == "order_items_days"
+        instance.add_dynamic_partitions(added.partitions_def_name, list(added.partition_keys))
         assert request.tags["nextbuy/as_of"] == "2024-01-03"
         assert request.run_config["ops"]["feature_models"]["config"]["as_of"] == "2024-01-03"
         # Until a feature build has processed them, the same state asks for the same run
@@ -118,7 +124,10 @@ def test_sensor_requests_one_run_for_new_days_and_again_for_a_corrected_day(
         later = _tick(instance, _warehouse(path, corrected))
         assert isinstance(later, dg.SensorResult)
         (request2,) = later.run_requests or []
-        assert request2.tags["nextbuy/partitions"] == "20240102,20240103"
+        assert request2.tags["nextbuy/partitions"] == "20240102..20240103 (2 partitions)"
+        # Only the day not seen before is a new partition; the corrected one is re-run.
+        (added2,) = later.dynamic_partitions_requests or []
+        assert added2.partition_keys == ["20240103"]
         assert request2.run_key != request.run_key
 
     # A restart: a new instance object on the same storage remembers what was processed.
@@ -143,3 +152,33 @@ def test_no_warehouse_or_no_partitions_is_nothing_to_do(tmp_path: Path, missing:
         _warehouse(path, [])
     with dg.instance_for_test() as instance:
         assert isinstance(_tick(instance, path), dg.SkipReason)
+
+
+def test_a_feature_run_is_one_key_or_a_range_and_history_is_one_build() -> None:
+    from orchestration.partitions import MAX_RANGE_DAYS, plan_feature_run
+
+    # The first build: years of days are one run keyed by the newest, dbt takes them all.
+    history = [f"2024{m:02d}{d:02d}" for m in range(1, 13) for d in range(1, 29)]
+    first = plan_feature_run(history, [])
+    assert (first.keys, first.register, first.days) == (["20241228"], ["20241228"], None)
+    assert first.tags() == {"dagster/partition": "20241228"}
+    # New days after it: registered in day order, one range, dbt processes exactly those.
+    later = plan_feature_run(["20241230", "20241229"], first.keys)
+    assert later.register == ["20241229", "20241230"]
+    assert later.days == ["20241229", "20241230"]
+    assert later.tags() == {
+        "dagster/asset_partition_range_start": "20241229",
+        "dagster/asset_partition_range_end": "20241230",
+    }
+    registered = [*first.keys, *later.register]
+    # A corrected old day is a key of its own; with a newer one the range spans between.
+    old = plan_feature_run(["20240305"], registered)
+    assert (old.keys, old.register) == (["20240305"], ["20240305"])
+    both = plan_feature_run(["20241229", "20240305"], registered)
+    assert both.keys == ["20241229", "20241230", "20240305"]
+    # Too many days for partitions of their own, or a full refresh: one build.
+    many = [f"202501{d:02d}" for d in range(1, MAX_RANGE_DAYS + 2)]
+    assert plan_feature_run(many, registered).days is None
+    assert plan_feature_run(["20241229"], registered, rebuild=True).keys == ["20241229"]
+    with pytest.raises(ValueError, match="no day partition"):
+        plan_feature_run([], registered)

@@ -8,8 +8,9 @@ test reads what it needs without paying for the runs again:
 3. a deliberately worse candidate (a one-tree CatBoost),
 4. a broken champion (scores above 1) promoted by hand: scoring refuses to publish its
    scores, then `rollback` restores the champion before it,
-5. the daily loop: two new days, `nextbuy tick` (a `daily` run with the rolled-back
-   champion), a second tick (nothing to do), a full refresh of the same data,
+5. the daily loop: two new days, `nextbuy tick` (a `features` run over those days, then
+   a `daily` run with the rolled-back champion), a second tick (nothing to do), a full
+   refresh of the same data,
 6. bad data: every product relabelled a target brand, so the label rate leaves its band
    and the training_examples suite blocks training,
 7. a week later, the schedule's retrain, which the failing checks block too.
@@ -128,7 +129,18 @@ def _promote_broken_scorer_and_score(home: Path) -> Snapshot:
         tags={},
     )
     registry.promote(registry.register(run_id), "test")
-    result = dg.materialize([customer_scores], resources=build_resources(), raise_on_error=False)
+    from orchestration.environment import current_environment
+    from orchestration.pipeline import instance
+
+    with instance(current_environment()) as inst:
+        # The date the pipeline runs before scored (a registered as-of partition).
+        result = dg.materialize(
+            [customer_scores],
+            resources=build_resources(),
+            instance=inst,
+            partition_key=AS_OF.isoformat(),
+            raise_on_error=False,
+        )
     assert not result.success
     (failure,) = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
     error = failure.step_failure_data.error  # type: ignore[union-attr]
@@ -220,7 +232,8 @@ def _daily_loop(home: Path) -> dict[str, Snapshot]:
     second = runner.invoke(main, ["tick"])
     out["tick_again"] = _snapshot(home, second.output)
     as_of = dt.date.fromisoformat(str(out["daily"].audience["as_of"].iloc[0])[:10])
-    run_job("daily", as_of, full_refresh=True)
+    run_job("features", as_of, full_refresh=True)
+    run_job("daily", as_of)
     out["daily_full"] = _snapshot(home)
     out["daily_full"].extra["marts"] = _marts(home)
     return out
@@ -426,12 +439,18 @@ def test_tick_runs_daily_for_exactly_the_new_days_dated_by_the_data(history: His
     appended = daily.extra["appended"]
     # One run, for exactly the partitions the append wrote (new days, and the days whose
     # future-dated items it rewrote), dated the day after the newest complete day.
+    # One features run over exactly those day partitions, then one daily run for the date.
+    assert daily.result.count("-> features run") == 1
     assert daily.result.count("-> daily run") == 1
     changed = daily.extra["changed"]
     assert changed and changed[-1] > appended.end.strftime("%Y%m%d") >= changed[0]
     newest = max(dt.datetime.strptime(p, "%Y%m%d").date() for p in changed)
     as_of = newest + dt.timedelta(days=1)
-    assert f"(partitions {','.join(changed)}, as_of {as_of.isoformat()})" in daily.result
+    assert f"as_of {as_of.isoformat()}" in daily.result
+    # The features run covered those days: one key or a range of order_items_days keys
+    # (registered in the order runs met them, so a range may hold a day seen before).
+    keys = _features_run_keys(history.home)
+    assert set(changed) <= set(keys) and len(keys) <= len(changed) + 1
     # No training: the champion is still the one the rollback restored, and it scored.
     rolled_back = history.runs["rolled_back"].champion
     assert daily.champion == rolled_back
@@ -442,9 +461,36 @@ def test_tick_runs_daily_for_exactly_the_new_days_dated_by_the_data(history: His
     assert set(daily.audience["as_of"].astype(str).str[:10]) == {as_of.isoformat()}
 
 
+def _features_run_keys(home: Path) -> list[str]:
+    """The order_items_days keys of the newest `features` run a sensor requested."""
+    import dagster as dg
+
+    from orchestration.environment import current_environment
+    from orchestration.partitions import ORDER_ITEMS_DAYS
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("NEXTBUY_HOME", str(home))
+        from orchestration.pipeline import instance
+
+        with instance(current_environment()) as inst:
+            (run,) = inst.get_runs(
+                dg.RunsFilter(
+                    job_name="features", tags={"dagster/sensor_name": "order_items_partitions"}
+                ),
+                limit=1,
+            )
+            registered = inst.get_dynamic_partitions(ORDER_ITEMS_DAYS.name or "")
+    if "dagster/partition" in run.tags:
+        return [run.tags["dagster/partition"]]
+    start = registered.index(run.tags["dagster/asset_partition_range_start"])
+    end = registered.index(run.tags["dagster/asset_partition_range_end"])
+    return registered[start : end + 1]
+
+
 def test_a_second_tick_over_the_same_state_runs_nothing(history: History) -> None:
     again = history.runs["tick_again"].result
     assert "nothing to do" in again and "-> daily run" not in again
+    assert "-> features run" not in again
     assert "no new or changed day partition" in again
 
 

@@ -3,18 +3,17 @@
     incremental_strategy=('merge' if target.type == 'bigquery' else 'append'),
     on_schema_change='fail',
     post_hook="{{ record_product_fingerprints() }}",
+    meta={'test_scope': 'change_log'},
 ) }}
 
 {#- Which raw order_items partitions to log the customers of: all of them in a full build;
-    `--vars '{partitions: [20240101, ...]}'` names some, to rebuild them without a full
+    `--vars '{partitions: [20240101, ...]}'` (or env NEXTBUY_PARTITIONS) names some, to rebuild them without a full
     refresh; otherwise those changed since the last run. The ids are looked up before
     the select and written into it as literals, with the days' bounds on created_at, so
     that the warehouse reads only those days (zone maps here, partition pruning in
     BigQuery) instead of computing every row's partition. -#}
-{%- set changed = none %}
-{%- if var('partitions', none) is not none %}
-    {%- set changed = var('partitions') | map('string') | list %}
-{%- elif is_incremental() %}
+{%- set changed = requested_partitions() %}
+{%- if changed is none and is_incremental() %}
     {%- set changed = changed_partition_ids() %}
 {%- endif %}
 {#- ...and the customers of catalogue products whose features changed (incremental.sql). -#}

@@ -1,3 +1,5 @@
+{%- set as_of = var('as_of', env_var('NEXTBUY_AS_OF', '')) -%}
+
 with
 
 scores as (
@@ -20,11 +22,16 @@ last_scoring as (
 
 latest as (
 
-    -- The campaign mails from the date scored last (the run's as-of date, which follows
-    -- the data), not the largest date: other dates stay in customer_scores.
+    {%- if as_of %}
+    -- The audience of the as-of date the run is for (its Dagster partition).
+    select cast({{ string_literal(as_of) }} as date) as as_of
+    {%- else %}
+    -- Run by hand without a date: the date scored last (the newest run's as-of date,
+    -- which follows the data), not the largest date: other dates stay in customer_scores.
     select max(scores.as_of) as as_of
     from scores
     inner join last_scoring on scores.scored_at = last_scoring.scored_at
+    {%- endif %}
 
 ),
 

@@ -15,6 +15,7 @@ from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets, get_as
 from pydantic import Field
 
 from orchestration.dbt import SCORING_SELECTOR, dbt_invocation, dbt_project, prepare_manifest
+from orchestration.partitions import AS_OF_DATES, ORDER_ITEMS_DAYS
 from orchestration.resources import ParametersResource, WarehouseResource
 
 # dbt source -> the asset key prefix of what fills it (raw tables, the scores asset).
@@ -48,6 +49,15 @@ class FeaturesConfig(dg.Config):
     full_refresh: bool = Field(
         default=False, description="Rebuild incremental models from all history."
     )
+    rebuild: bool = Field(
+        default=False,
+        description=(
+            "Process every day partition dbt finds changed (its own change log), not only "
+            "the run's partition keys: the first build, or one after more days changed "
+            "than a run records as partitions (partitions.MAX_RANGE_DAYS). The run is "
+            "keyed by the newest of them."
+        ),
+    )
 
 
 # One manifest and one translator; the two definitions differ only in which models they hold.
@@ -58,7 +68,15 @@ _COMMON: dict[str, Any] = {
 }
 
 
-@dbt_assets(**_COMMON, exclude=SCORING_SELECTOR, name="feature_models")
+@dbt_assets(
+    **_COMMON,
+    exclude=SCORING_SELECTOR,
+    name="feature_models",
+    partitions_def=ORDER_ITEMS_DAYS,
+    # A range of days (a backfill from the UI or the CLI) is one dbt invocation: the
+    # incremental models recompute the customers of all those days at once.
+    backfill_policy=dg.BackfillPolicy.single_run(),
+)
 def feature_models(
     context: dg.AssetExecutionContext,
     dbt: DbtCliResource,
@@ -66,24 +84,73 @@ def feature_models(
     parameters: ParametersResource,
     config: FeaturesConfig,
 ) -> Iterator[Any]:
-    """Staging, intermediate and the marts training_examples and customer_features."""
+    """Staging, intermediate and the marts training_examples and customer_features, for
+    the raw order_items day partitions of the run (one key, or a range).
+
+    The days are passed to dbt as ``partitions``, so the incremental models recompute the
+    customers with items in those days, whatever dbt's own change log says; with
+    ``full_refresh`` every model is rebuilt from all history instead. customer_features is
+    computed as of ``as_of`` (default: the day after the newest complete day)."""
     from orchestration.partitions import read_partitions, record_processed
 
     # Read before the build: a partition that changes during it is new for the next run.
     partitions = read_partitions(Path(warehouse.path))
+    whole = config.full_refresh or config.rebuild
+    days = None if whole else list(context.partition_keys)
+    shown = (
+        f"all {len(partitions)} (keyed {context.partition_keys[-1]})"
+        if whole
+        else _days_text(list(context.partition_keys))
+    )
     as_of = config.as_of or _data_as_of(partitions, Path(warehouse.path))
-    context.log.info(f"customer_features as of {as_of}")
+    context.log.info(f"raw.order_items partitions {shown}; customer_features as of {as_of}")
     args = ["build", *(["--full-refresh"] if config.full_refresh else [])]
-    yield from dbt_invocation(
+    for event in dbt_invocation(
         dbt,
         args,
         params=parameters.load(),
         warehouse=Path(warehouse.path),
         as_of=as_of,
+        partitions=days,
+        # A run over some days tests only the customers it rebuilt (macros/scoped_tests.sql);
+        # full builds and rebuilds test whole tables. A var, not an env var: it changes only
+        # between the two kinds of build, so dbt re-parses only then.
+        vars={"changed_only": days is not None},
         context=context,
-    ).stream()
-    # Only after a whole successful build (a failed one raises above).
-    record_processed(context.instance, partitions)
+    ).stream():
+        # The date the scoring of this build is for: what the next step (the sensor
+        # features_ready, `nextbuy pipeline`) reads back.
+        if _is_features(context, event):
+            event = event.with_metadata(
+                {**event.metadata, AS_OF_METADATA: as_of, "partitions": shown}
+            )
+        yield event
+    # Only after a whole successful build (a failed one raises above); what was built
+    # is what the partitions table said before it began.
+    built = set(days or [])
+    record_processed(
+        context.instance,
+        [p for p in partitions if days is None or p.partition_id in built],
+        merge=not config.full_refresh,
+    )
+
+
+# Metadata of customer_features' materialisation: the date it is computed as of.
+AS_OF_METADATA = "as_of"
+
+
+def _is_features(context: dg.AssetExecutionContext, event: Any) -> bool:
+    if isinstance(event, dg.AssetMaterialization):
+        return event.asset_key == CUSTOMER_FEATURES_KEY
+    if isinstance(event, dg.Output):
+        return context.asset_key_for_output(event.output_name) == CUSTOMER_FEATURES_KEY
+    return False
+
+
+def _days_text(days: list[str]) -> str:
+    if not days:
+        return "(none)"
+    return days[0] if len(days) == 1 else f"{days[0]}..{days[-1]} ({len(days)} days)"
 
 
 def _data_as_of(partitions: list[Any], warehouse: Path) -> str:
@@ -101,16 +168,22 @@ def _data_as_of(partitions: list[Any], warehouse: Path) -> str:
     return as_of.isoformat()
 
 
-@dbt_assets(**_COMMON, select=SCORING_SELECTOR, name="scoring_models")
+@dbt_assets(**_COMMON, select=SCORING_SELECTOR, name="scoring_models", partitions_def=AS_OF_DATES)
 def scoring_models(
     context: dg.AssetExecutionContext,
     dbt: DbtCliResource,
     warehouse: WarehouseResource,
     parameters: ParametersResource,
 ) -> Iterator[Any]:
-    """campaign_audience: the top customers by the champion's newest scores."""
+    """campaign_audience: the top customers by the champion's scores of the partition's
+    as-of date."""
     yield from dbt_invocation(
-        dbt, ["build"], params=parameters.load(), warehouse=Path(warehouse.path), context=context
+        dbt,
+        ["build"],
+        params=parameters.load(),
+        warehouse=Path(warehouse.path),
+        as_of=context.partition_key,
+        context=context,
     ).stream()
 
 

@@ -1,6 +1,7 @@
 """feature_drift: every scored as-of date's features and scores against the reference of
 the model that scored them (ml/drift.py), as metadata and the `drift` check."""
 
+import datetime as dt
 from collections.abc import Iterator
 from typing import Any
 
@@ -24,6 +25,7 @@ from orchestration.defs.monitoring.reference import (
     scored_population,
 )
 from orchestration.defs.scoring.assets import SCORES_KEY
+from orchestration.partitions import AS_OF_DATES
 from orchestration.resources import ParametersResource, RegistryResource, WarehouseResource
 
 WORST_SHOWN = 5
@@ -42,6 +44,7 @@ _TABLE_COLUMNS = {
 @dg.asset(
     key=DRIFT_KEY,
     group_name="monitoring",
+    partitions_def=AS_OF_DATES,
     deps=[CUSTOMER_FEATURES_KEY, SCORES_KEY],
     kinds={"duckdb", "mlflow"},
     check_specs=[drift_check_spec],
@@ -59,7 +62,7 @@ def feature_drift(
     monitoring has no reference: the comparison is skipped, and the metadata and a WARN
     of the check say why."""
     params = parameters.load()
-    population = scored_population(warehouse)
+    population = scored_population(warehouse, dt.date.fromisoformat(context.partition_key))
     reg = registry.open(params.registry)
     if population.model_name != reg.model_name:
         raise ValueError(

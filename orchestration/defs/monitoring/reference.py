@@ -88,7 +88,8 @@ def record_drift_reference(
 
 def load_drift_reference(client: MlflowClient, run_id: str) -> dict[str, Any] | None:
     """The run's drift reference; None when the run has none (trained before drift
-    monitoring)."""
+    monitoring). Read through ``client``, whose tracking URI is the registry's
+    (mlflow.artifacts.load_dict would use the process-wide one)."""
     if REFERENCE_ARTIFACT not in {f.path for f in client.list_artifacts(run_id)}:
         return None
     with tempfile.TemporaryDirectory(prefix="nextbuy-drift-") as tmp:
@@ -107,18 +108,36 @@ class ScoredPopulation:
     model_version: str
 
 
-def scored_population(warehouse: WarehouseResource) -> ScoredPopulation:
-    """customer_features joined with the scores of its as-of date."""
+def scored_population(warehouse: WarehouseResource, as_of: dt.date) -> ScoredPopulation:
+    """customer_features (which must be computed as of ``as_of``) joined with the scores
+    of that date."""
     features = warehouse.read_table(CUSTOMER_FEATURES, order_by="customer_id")
     if features.empty:
         raise ValueError(f"{CUSTOMER_FEATURES} is empty: there is no scored customer to monitor")
-    as_of = _single_as_of(features)
+    computed = _single_as_of(features)
+    if computed != as_of:
+        raise ValueError(
+            f"{CUSTOMER_FEATURES} is computed as of {computed}, not {as_of}: the drift of "
+            f"{as_of} can only be measured while its features are the current ones"
+        )
+    scored, name, version = scores_of(warehouse, as_of)
+    frame = features.merge(scored, on="customer_id", how="inner", validate="one_to_one")
+    return ScoredPopulation(
+        as_of=as_of,
+        frame=frame,
+        model_name=name,
+        model_version=version,
+    )
+
+
+def scores_of(warehouse: WarehouseResource, as_of: dt.date) -> tuple[pd.DataFrame, str, str]:
+    """customer_id and score of one date of ml.customer_scores, and the model that scored it."""
     if not warehouse.has_table(SCORES_TABLE):
         raise LookupError(f"{SCORES_TABLE} does not exist: materialise ml/customer_scores first")
     with warehouse.connect(read_only=True) as con:
         scored = con.execute(
             f"select customer_id, score, model_name, model_version from {SCORES_TABLE} "
-            "where as_of = ?",
+            "where as_of = ? order by customer_id",
             [as_of],
         ).df()
     models = scored[["model_name", "model_version"]].drop_duplicates()
@@ -127,19 +146,11 @@ def scored_population(warehouse: WarehouseResource) -> ScoredPopulation:
             f"{SCORES_TABLE} holds scores of {len(models)} models as of {as_of}, not one: "
             "materialise ml/customer_scores for that date first"
         )
-    frame = features.merge(
-        scored[["customer_id", SCORE]], on="customer_id", how="inner", validate="one_to_one"
-    )
-    return ScoredPopulation(
-        as_of=as_of,
-        frame=frame,
-        model_name=str(models.iloc[0]["model_name"]),
-        model_version=str(models.iloc[0]["model_version"]),
-    )
+    name, version = (str(v) for v in models.iloc[0])
+    return scored[["customer_id", SCORE]], name, version
 
 
 def _single_as_of(features: pd.DataFrame) -> dt.date:
-    dates = sorted(set(pd.to_datetime(features["as_of"]).dt.date))
-    if len(dates) != 1:
-        raise ValueError(f"{CUSTOMER_FEATURES} holds {len(dates)} as_of dates, not one")
-    return dates[0]
+    from orchestration.defs.scoring.assets import features_as_of
+
+    return features_as_of(features)

@@ -11,6 +11,7 @@ import pandas as pd
 
 from orchestration.defs.features.assets import CUSTOMER_FEATURES_KEY
 from orchestration.defs.quality.checks import check_name, check_result
+from orchestration.partitions import AS_OF_DATES
 from orchestration.resources import ParametersResource, RegistryResource, WarehouseResource
 
 CUSTOMER_FEATURES = "marts.customer_features"
@@ -31,9 +32,19 @@ def deciles(scores: np.ndarray, bins: int) -> np.ndarray:
     return (ranks * bins // max(len(scores), 1) + 1).astype(np.int64)
 
 
+def features_as_of(features: pd.DataFrame) -> dt.date:
+    """The one as-of date of customer_features rows."""
+    dates = sorted(set(pd.to_datetime(features["as_of"]).dt.date))
+    if len(dates) != 1:
+        raise ValueError(f"{CUSTOMER_FEATURES} holds {len(dates)} as_of dates, not one")
+    result: dt.date = dates[0]
+    return result
+
+
 @dg.asset(
     key=SCORES_KEY,
     group_name="scoring",
+    partitions_def=AS_OF_DATES,
     deps=[CUSTOMER_FEATURES_KEY, dg.AssetKey("champion_model")],
     kinds={"duckdb", "mlflow"},
     check_specs=[
@@ -58,7 +69,10 @@ def customer_scores(
     alias points at (read at run time, so a rollback takes effect at the next scoring),
     written to ml.customer_scores: staged, validated with the customer_scores suite, then
     the rows of that as_of date replaced in one transaction, so a re-run never
-    duplicates and a failure (of the model or of the suite) leaves the old rows."""
+    duplicates and a failure (of the model or of the suite) leaves the old rows.
+
+    The partition is the as-of date; customer_features must be computed as of it (the
+    feature build of the same day), since it is a view of one date only."""
     params = parameters.load()
     reg = registry.open(params.registry)
     champion = reg.champion()
@@ -71,10 +85,13 @@ def customer_scores(
     features = warehouse.read_table(CUSTOMER_FEATURES, order_by="customer_id")
     if features.empty:
         raise ValueError(f"{CUSTOMER_FEATURES} is empty: there is no customer to score")
-    as_of_values = pd.to_datetime(features["as_of"]).dt.date.unique()
-    if len(as_of_values) != 1:
-        raise ValueError(f"{CUSTOMER_FEATURES} holds {len(as_of_values)} as_of dates, not one")
-    as_of: dt.date = as_of_values[0]
+    as_of = features_as_of(features)
+    if as_of.isoformat() != context.partition_key:
+        raise ValueError(
+            f"{CUSTOMER_FEATURES} is computed as of {as_of}, not as of the partition "
+            f"{context.partition_key}: build the features as of that date first "
+            f"(`nextbuy features --as-of {context.partition_key}`)"
+        )
     score = np.asarray(reg.load_scorer(champion).predict(features), dtype=np.float64).ravel()
     if len(score) != len(features) or not np.all(np.isfinite(score)):
         raise ValueError(f"champion {champion.label()} returned invalid scores")
