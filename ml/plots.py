@@ -1,10 +1,13 @@
-"""Figures comparing scorers on one evaluation set: ROC, cumulative gains and lift,
-calibration.
+"""Figures comparing scorers on one evaluation set (ROC, cumulative gains and lift,
+calibration) and monitoring a scorer afterwards (drift per column, the score's
+distribution against its reference, realised performance over time).
 
-Each function takes the labels and a mapping ``{name: score}`` (the model, the rule
-baselines and, on simulated data, the simulator's true probabilities as the ceiling) and
-returns a matplotlib ``Figure`` built without pyplot, so nothing is displayed and no
-global state is touched: the caller saves or logs it (e.g. ``mlflow.log_figure``).
+The evaluation figures take the labels and a mapping ``{name: score}`` (the model, the
+rule baselines and, on simulated data, the simulator's true probabilities as the
+ceiling); the monitoring figures take the data frames ``ml.drift`` and ``ml.realised``
+return. Each returns a matplotlib ``Figure`` built without pyplot, so nothing is
+displayed and no global state is touched: the caller saves or logs it (e.g.
+``mlflow.log_figure``).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from collections.abc import Mapping
 
 import numpy as np
 import numpy.typing as npt
+import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -117,4 +121,127 @@ def calibration_figure(
     axes.plot([0, upper], [0, upper], linestyle=":", color="grey", label="perfect")
     axes.set(xlabel="mean predicted probability", ylabel="observed rate", title=title)
     axes.legend(loc="upper left")
+    return figure
+
+
+# Colours of a drift status, as the report's tables show them.
+STATUS_COLOURS = {"ok": "tab:green", "warn": "tab:orange", "fail": "tab:red"}
+
+
+def psi_figure(
+    columns: pd.DataFrame, warn_psi: float, fail_psi: float, title: str = "Drift per column"
+) -> Figure:
+    """One horizontal bar per column of ``ml.drift.DriftReport.columns`` (column, psi,
+    status), worst at the top, coloured by status, with the warn and fail thresholds.
+    A column without a PSI (a sequence without a token today) is drawn at fail_psi.
+
+    >>> import pandas as pd
+    >>> from ml.plots import psi_figure
+    >>> columns = pd.DataFrame({"column": ["age", "city"], "psi": [0.02, 0.3],
+    ...                         "status": ["ok", "fail"]})
+    >>> figure = psi_figure(columns, warn_psi=0.1, fail_psi=0.25)
+    >>> [label.get_text() for label in figure.axes[0].get_yticklabels()]
+    ['age', 'city']
+    """
+    rows = columns.sort_values("psi", ascending=True, na_position="last")
+    psi = rows["psi"].to_numpy(dtype=np.float64, na_value=np.nan)
+    figure = Figure(figsize=(6.0, 1.0 + 0.3 * max(len(rows), 1)), layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    axes.barh(
+        rows["column"].astype(str).tolist(),
+        np.where(np.isnan(psi), fail_psi, psi),
+        color=[STATUS_COLOURS.get(str(s), "grey") for s in rows["status"]],
+    )
+    axes.axvline(warn_psi, linestyle=":", color=STATUS_COLOURS["warn"], label=f"warn {warn_psi:g}")
+    axes.axvline(fail_psi, linestyle=":", color=STATUS_COLOURS["fail"], label=f"fail {fail_psi:g}")
+    axes.set(xlabel="PSI", title=title)
+    axes.legend(loc="lower right")
+    return figure
+
+
+def distribution_figure(
+    shares: pd.DataFrame, title: str = "Score distribution: reference and current"
+) -> Figure:
+    """The shares of one column's bins (``bin``, ``reference_share``, ``current_share``,
+    as in ``ml.drift.DriftReport.shares``) side by side, in the reference's bin order.
+
+    >>> import pandas as pd
+    >>> from ml.plots import distribution_figure
+    >>> shares = pd.DataFrame({"bin": ["<= 0.2", "> 0.2"], "reference_share": [0.5, 0.5],
+    ...                        "current_share": [0.3, 0.7]})
+    >>> figure = distribution_figure(shares)
+    >>> [[float(bar.get_height()) for bar in bars] for bars in figure.axes[0].containers]
+    [[0.5, 0.5], [0.3, 0.7]]
+    """
+    figure, (axes,) = _new_figure()
+    position = np.arange(len(shares))
+    width = 0.4
+    axes.bar(position - width / 2, shares["reference_share"], width, label="reference")
+    axes.bar(position + width / 2, shares["current_share"], width, label="current")
+    axes.set_xticks(position, shares["bin"].astype(str).tolist(), rotation=45, ha="right")
+    axes.set(ylabel="share of customers", title=title)
+    axes.legend(loc="best")
+    return figure
+
+
+def realised_figure(
+    table: pd.DataFrame, lift_column: str, title: str = "Realised performance by as-of date"
+) -> Figure:
+    """Realised performance over the as-of dates of ``table`` (``ml.realised.
+    realised_performance`` rows with ``eval_roc_auc`` and ``eval_<lift_column>``, the
+    scoring model's figures on its test window, beside them):
+
+    - ROC-AUC realised (points) against the evaluation-time AUC (line);
+    - the lift ``lift_column`` likewise;
+    - calibration: the positive rate of the labelled against their mean score;
+    - the customers labelled and still pending per date (stacked bars).
+
+    >>> import pandas as pd
+    >>> from ml.plots import realised_figure
+    >>> table = pd.DataFrame({
+    ...     "as_of": pd.to_datetime(["2026-07-01", "2026-07-02"]), "roc_auc": [0.6, None],
+    ...     "eval_roc_auc": [0.62, 0.62], "lift_at_10": [1.5, None],
+    ...     "eval_lift_at_10": [1.6, 1.6], "positive_rate": [0.3, 0.25],
+    ...     "mean_score": [0.25, 0.25], "n_labelled": [1200, 300], "n_pending": [0, 900]})
+    >>> figure = realised_figure(table, "lift_at_10")
+    >>> auc, lift, calibration, counts = figure.axes
+    >>> [text.get_text() for text in auc.get_legend().get_texts()]
+    ['realised', 'at evaluation']
+    >>> [round(bar.get_height()) for bar in counts.containers[1]]
+    [0, 900]
+    """
+    figure = Figure(figsize=(12.0, 8.0), layout="constrained")
+    FigureCanvasAgg(figure)
+    auc, lift, calibration, counts = (figure.add_subplot(2, 2, i + 1) for i in range(4))
+    dates = pd.to_datetime(table["as_of"])
+    for axes, column, label in (
+        (auc, "roc_auc", "ROC-AUC"),
+        (lift, lift_column, lift_column.replace("_", " ")),
+    ):
+        axes.plot(dates, table[column], marker="o", linestyle="-", label="realised")
+        axes.plot(
+            dates,
+            table[f"eval_{column}"],
+            drawstyle="steps-post",
+            linestyle="--",
+            color="grey",
+            label="at evaluation",
+        )
+        axes.set(ylabel=label)
+    auc.axhline(0.5, linestyle=":", color="lightgrey")
+    lift.axhline(1.0, linestyle=":", color="lightgrey")
+    calibration.plot(dates, table["positive_rate"], marker="o", label="positive rate (realised)")
+    calibration.plot(dates, table["mean_score"], marker="x", linestyle="--", label="mean score")
+    calibration.set(ylabel="share of the labelled")
+    labelled = table["n_labelled"].to_numpy(dtype=np.float64)
+    pending = table["n_pending"].to_numpy(dtype=np.float64)
+    # Bars a day wide on a date axis.
+    counts.bar(dates, labelled, width=0.8, label="labelled")
+    counts.bar(dates, pending, width=0.8, bottom=labelled, label="pending")
+    counts.set(ylabel="customers")
+    for axes in (auc, lift, calibration, counts):
+        axes.legend(loc="best")
+        axes.tick_params(axis="x", labelrotation=30)
+    figure.suptitle(title)
     return figure

@@ -4,7 +4,8 @@ A score published on an as-of date is judged later, when the customer's next ord
 whether it held a target brand. Until then the customer is pending, and a date with few
 labelled customers says little: below ``min_labelled`` its metrics are NaN, and a reason
 says why. Metrics are ``ml.metrics``' ROC-AUC and lift in the top k%, over the labelled
-customers of the date.
+customers of the date, and calibration-in-the-large: their positive rate beside their
+mean score.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ def realised_performance(
     min_labelled: int,
 ) -> pd.DataFrame:
     """One row per as-of date of ``scores``: n, n_labelled, n_pending, positives,
-    positive_rate, roc_auc, ``lift_at_<k>`` per k, and a reason where a metric is NaN.
+    positive_rate and mean_score (of the labelled), roc_auc, ``lift_at_<k>`` per k, and a
+    reason where a metric is NaN.
 
     ``scores`` holds customer_id, as_of, score (one row per customer and date);
     ``outcomes`` customer_id, as_of, label: 1 or 0 once known, NULL while pending. A
@@ -46,6 +48,8 @@ def realised_performance(
     >>> table[["as_of", "n", "n_labelled", "n_pending", "positives", "roc_auc", "lift_at_50"]]
             as_of  n  n_labelled  n_pending  positives  roc_auc  lift_at_50
     0  2026-07-01  5           3          2          2      0.5         1.0
+    >>> table[["positive_rate", "mean_score"]].round(3).to_dict("records")
+    [{'positive_rate': 0.667, 'mean_score': 0.8}]
     """
     if min_labelled < 1:
         raise ValueError("min_labelled must be at least 1")
@@ -60,7 +64,7 @@ def realised_performance(
         _date_row(as_of, group, top_k_percents, lift_columns, min_labelled)
         for as_of, group in joined.groupby("as_of", sort=True)
     ]
-    columns = ["as_of", "n", "n_labelled", "n_pending", "positives", "positive_rate"]
+    columns = ["as_of", "n", "n_labelled", "n_pending", "positives", "positive_rate", "mean_score"]
     return pd.DataFrame(rows, columns=[*columns, "roc_auc", *lift_columns, "reason"])
 
 
@@ -88,6 +92,7 @@ def _date_row(
         "n_pending": len(group) - y.size,
         "positives": positives,
         "positive_rate": positives / y.size if y.size else math.nan,
+        "mean_score": float(score.mean()) if y.size else math.nan,
         "roc_auc": math.nan,
         **dict.fromkeys(lift_columns, math.nan),
         "reason": "",

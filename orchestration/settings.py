@@ -135,15 +135,28 @@ class RetrainingSettings(_Section):
 
 
 class MonitoringSettings(_Section):
+    # Drift (ml/drift.py, monitoring/feature_drift).
     warn_psi: float = Field(gt=0)
     fail_psi: float = Field(gt=0)
     bins: int = Field(ge=2)
     top_tokens: int = Field(ge=1)
+    # Realised performance (ml/realised.py, monitoring/realised_performance).
+    label_horizon_days: int = Field(ge=1)
+    min_labelled: int = Field(ge=1)
+    warn_auc_drop: float = Field(gt=0, lt=0.5)
+    fail_auc_drop: float = Field(gt=0, lt=0.5)
+    warn_calibration_error: float = Field(gt=0)
+    fail_calibration_error: float = Field(gt=0)
 
     @model_validator(mode="after")
     def _ordered(self) -> MonitoringSettings:
-        if self.fail_psi <= self.warn_psi:
-            raise ValueError("fail_psi must be above warn_psi")
+        for warn, fail in (
+            ("warn_psi", "fail_psi"),
+            ("warn_auc_drop", "fail_auc_drop"),
+            ("warn_calibration_error", "fail_calibration_error"),
+        ):
+            if getattr(self, fail) <= getattr(self, warn):
+                raise ValueError(f"{fail} must be above {warn}")
         return self
 
 

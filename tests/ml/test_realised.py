@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -49,6 +50,7 @@ def test_known_outcomes(scores: pd.DataFrame, outcomes: pd.DataFrame) -> None:
         "n_pending",
         "positives",
         "positive_rate",
+        "mean_score",
         "roc_auc",
         "lift_at_25",
         "lift_at_50",
@@ -65,6 +67,7 @@ def test_known_outcomes(scores: pd.DataFrame, outcomes: pd.DataFrame) -> None:
     # 0.7 beats one: 3 of 4 pairs.
     assert day_1["roc_auc"] == 0.75
     assert day_1["positive_rate"] == 0.5
+    assert day_1["mean_score"] == pytest.approx(0.75)  # of the labelled only
     assert day_1["lift_at_25"] == 2.0  # the top row is positive: 1 / 0.5
     assert day_1["lift_at_50"] == 1.0  # one of the top two: 0.5 / 0.5
     assert day_1["reason"] == ""
@@ -72,6 +75,8 @@ def test_known_outcomes(scores: pd.DataFrame, outcomes: pd.DataFrame) -> None:
     day_2 = table.iloc[1]
     assert math.isnan(day_2["roc_auc"]) and math.isnan(day_2["lift_at_25"])
     assert day_2["reason"] == "1 labelled, fewer than min_labelled=3"
+    # Counts, rate and mean score are reported below min_labelled too.
+    assert day_2["positive_rate"] == 0.0 and day_2["mean_score"] == pytest.approx(0.3)
 
     day_3 = table.iloc[2]
     assert math.isnan(day_3["roc_auc"]) and math.isnan(day_3["lift_at_50"])
@@ -95,7 +100,7 @@ def test_nothing_labelled_yet(scores: pd.DataFrame) -> None:
     table = realised_performance(scores, no_outcomes, top_k_percents=[10], min_labelled=1)
     assert table["n_labelled"].tolist() == [0, 0, 0]
     assert table["n_pending"].tolist() == [6, 3, 3]
-    assert table["positive_rate"].isna().all()
+    assert table["positive_rate"].isna().all() and table["mean_score"].isna().all()
     assert (table["reason"] == "0 labelled, fewer than min_labelled=1").all()
 
 
@@ -113,3 +118,26 @@ def test_errors(scores: pd.DataFrame, outcomes: pd.DataFrame) -> None:
         )
     with pytest.raises(ValueError, match="min_labelled"):
         realised_performance(scores, outcomes, top_k_percents=[10], min_labelled=0)
+
+
+def test_calibration_in_the_large_on_known_probabilities() -> None:
+    """Scores that are the true probabilities: the realised positive rate meets the mean
+    score; outcomes 1.5 times as likely (a campaign) show as a ratio of 1.5, while the
+    scores still rank (the AUC stays well above chance)."""
+    rng = np.random.default_rng(0)
+    n = 20_000
+    truth = rng.uniform(0.05, 0.45, n)
+    scores = pd.DataFrame({"customer_id": np.arange(n), "as_of": DAY_1, "score": truth})
+    draws = rng.random(n)
+    stationary = scores.assign(label=(draws < truth).astype(int))
+    shifted = scores.assign(label=(draws < 1.5 * truth).astype(int))
+    rows = {
+        name: realised_performance(scores, outcomes, top_k_percents=[10], min_labelled=1000).iloc[0]
+        for name, outcomes in (("stationary", stationary), ("shifted", shifted))
+    }
+    same, moved = rows["stationary"], rows["shifted"]
+    assert same["mean_score"] == moved["mean_score"] == pytest.approx(truth.mean())
+    assert same["positive_rate"] / same["mean_score"] == pytest.approx(1.0, abs=0.03)
+    assert moved["positive_rate"] / moved["mean_score"] == pytest.approx(1.5, abs=0.05)
+    assert min(same["roc_auc"], moved["roc_auc"]) > 0.6
+    assert same["lift_at_10"] > 1.3

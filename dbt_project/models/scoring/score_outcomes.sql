@@ -1,0 +1,108 @@
+{#- What became of every published score: the customer's next purchase after the as-of
+    date, judged as training_examples judge purchase k (int_orders: an order with a
+    non-cancelled item, timed by the order, positive when a non-cancelled item is of a
+    target brand). Facts only: how many days after the as-of date it came and how many
+    days the warehouse has seen since. The label horizon (parameters.yaml
+    monitoring.label_horizon_days) is applied by the asset that reads this table
+    (orchestration/defs/monitoring/realised.py), so a changed horizon needs no rebuild. -#}
+{{ config(materialized='table', schema='marts') }}
+
+with
+
+scores as (
+
+    select * from {{ ref('stg_ml__customer_scores') }}
+
+),
+
+purchases as (
+
+    select * from {{ ref('int_orders') }}
+
+),
+
+data_clock as (
+
+    -- The newest purchase the warehouse holds: outcomes are observed up to it.
+    select max(ordered_at) as observed_until from purchases
+
+),
+
+scored as (
+
+    select
+        customer_id,
+        as_of,
+        model_name,
+        model_version,
+        score,
+        decile,
+        -- customer_features see the purchases before the start of the as-of day (UTC):
+        -- the next purchase is the first from that instant on.
+        cast(as_of as {{ dbt.type_timestamp() }}) as scored_from
+
+    from scores
+
+),
+
+next_order_numbers as (
+
+    -- Purchases are numbered by (order time, order id): the first one from scored_from
+    -- on has the smallest number.
+    select
+        scored.customer_id,
+        scored.as_of,
+        min(purchases.order_number) as order_number
+
+    from scored
+    inner join purchases
+        on
+            scored.customer_id = purchases.customer_id
+            and scored.scored_from <= purchases.ordered_at
+    group by scored.customer_id, scored.as_of
+
+),
+
+next_orders as (
+
+    select
+        next_order_numbers.customer_id,
+        next_order_numbers.as_of,
+        purchases.order_id,
+        purchases.ordered_at,
+        purchases.has_target_brand
+
+    from next_order_numbers
+    inner join purchases
+        on
+            next_order_numbers.customer_id = purchases.customer_id
+            and next_order_numbers.order_number = purchases.order_number
+
+),
+
+final as (
+
+    select
+        scored.customer_id,
+        scored.as_of,
+        scored.model_name,
+        scored.model_version,
+        scored.score,
+        scored.decile,
+        next_orders.order_id as next_order_id,
+        next_orders.ordered_at as next_ordered_at,
+        next_orders.has_target_brand as next_order_has_target_brand,
+        {{ days_between('scored.scored_from', 'next_orders.ordered_at') }} as days_to_next_order,
+        data_clock.observed_until,
+        {{ days_between('scored.scored_from', 'data_clock.observed_until') }} as days_observed
+
+    from scored
+    cross join data_clock
+    left join next_orders
+        on
+            scored.customer_id = next_orders.customer_id
+            and scored.as_of = next_orders.as_of
+
+)
+
+select * from final

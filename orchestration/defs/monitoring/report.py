@@ -1,0 +1,279 @@
+"""report: one self-contained HTML page per scored as-of date (feature drift, the score's
+distribution against the scoring model's reference, realised performance over time),
+written under NEXTBUY_HOME/reports/monitoring/ and logged to MLflow, with its key plots
+shown in the Dagster UI.
+
+MLflow: one run per as-of date in the experiment ``<registry.experiment>-monitoring``,
+found again by its ``as_of`` tag, so a re-materialised date (outcomes keep arriving)
+replaces its artifacts (report.html, figures/, tables/) and adds a new value to the
+history of its metrics rather than making another run.
+
+The drift is recomputed here (the same ``compare`` as monitoring/feature_drift) because
+the report needs each bin's shares, which the drift asset's metadata does not keep. The
+features of a date exist only while customer_features is computed as of it (it is a view
+of one date); for an older date only the score's drift is recomputed, from
+ml.customer_scores, and the page says so.
+"""
+
+import datetime as dt
+import io
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pandas as pd
+from matplotlib.figure import Figure
+
+from ml.drift import DriftReport
+from ml.plots import distribution_figure, psi_figure, realised_figure
+from orchestration.defs.monitoring.checks import DRIFT_KEY
+from orchestration.defs.monitoring.page import data_uri, render_html
+from orchestration.defs.monitoring.performance import REALISED_KEY, Judgement, judge
+from orchestration.defs.monitoring.realised import (
+    Performance,
+    gives_probabilities,
+    load_performance,
+)
+from orchestration.defs.monitoring.reference import (
+    SCORE,
+    compare,
+    load_drift_reference,
+    scores_of,
+)
+from orchestration.defs.scoring.assets import CUSTOMER_FEATURES
+from orchestration.environment import current_environment
+from orchestration.partitions import AS_OF_DATES
+from orchestration.registry import ModelRef, Registry
+from orchestration.resources import ParametersResource, RegistryResource, WarehouseResource
+from orchestration.settings import Parameters
+from orchestration.ui import UiPorts
+
+REPORT_KEY = dg.AssetKey(["monitoring", "report"])
+EXPERIMENT_SUFFIX = "-monitoring"
+AS_OF_TAG = "as_of"
+REPORT_ARTIFACT = "report.html"
+# Small enough to embed three plots in an event of the Dagster instance.
+DPI = 72
+
+
+def report_folder() -> Path:
+    return current_environment().home / "reports" / "monitoring"
+
+
+@dataclass(frozen=True)
+class DateDrift:
+    """The drift of one scored date from its model's reference, or why there is none."""
+
+    as_of: dt.date
+    model: ModelRef
+    customers: int
+    report: DriftReport | None
+    # What was compared, or why nothing was: for people.
+    scope: str
+
+
+def date_drift(
+    warehouse: WarehouseResource, reg: Registry, params: Parameters, as_of: dt.date
+) -> DateDrift:
+    """The features (while customer_features is computed as of ``as_of``) and scores of
+    the date against the reference of the model that scored them."""
+    scores, name, version = scores_of(warehouse, as_of)
+    if name != reg.model_name:
+        raise ValueError(
+            f"the scores as of {as_of} are of {name}, not of the registry's {reg.model_name}"
+        )
+    model = reg.version(version)
+    reference = load_drift_reference(reg.client, model.run_id)
+    if reference is None:
+        scope = f"not measured: {model.label()} has no drift reference (trained before drift monitoring)"
+        return DateDrift(as_of, model, len(scores), None, scope)
+    features = features_as_of(warehouse, as_of)
+    if features is not None:
+        frame = features.merge(scores, on="customer_id", how="inner", validate="one_to_one")
+        scope = f"{len(frame):,} customers' features and scores"
+    else:
+        # Only the score's bins: compare() needs every reference column in the frame.
+        reference = {**reference, "columns": {SCORE: reference["columns"][SCORE]}}
+        frame = scores
+        scope = (
+            f"the score only: {CUSTOMER_FEATURES} is no longer computed as of {as_of} (the "
+            f"feature table of that date is in {DRIFT_KEY.to_user_string()}'s "
+            "materialisation for it)"
+        )
+    return DateDrift(as_of, model, len(scores), compare(reference, frame, params.monitoring), scope)
+
+
+def features_as_of(warehouse: WarehouseResource, as_of: dt.date) -> pd.DataFrame | None:
+    """customer_features when it is computed as of ``as_of``, else None."""
+    if not warehouse.has_table(CUSTOMER_FEATURES):
+        return None
+    with warehouse.connect(read_only=True) as con:
+        row = con.execute(f"select min(as_of), max(as_of) from {CUSTOMER_FEATURES}").fetchone()
+    dates = {pd.Timestamp(v).date() for v in row or () if v is not None}
+    if dates != {as_of}:
+        return None
+    return warehouse.read_table(CUSTOMER_FEATURES, order_by="customer_id")
+
+
+@dg.asset(
+    key=REPORT_KEY,
+    group_name="monitoring",
+    partitions_def=AS_OF_DATES,
+    deps=[DRIFT_KEY, REALISED_KEY],
+    kinds={"html", "mlflow"},
+)
+def monitoring_report(
+    context: dg.AssetExecutionContext,
+    warehouse: WarehouseResource,
+    parameters: ParametersResource,
+    registry: RegistryResource,
+) -> Iterator[dg.MaterializeResult]:  # type: ignore[type-arg]
+    """The monitoring page of the partition's as-of date: feature drift and the score's
+    distribution against the scoring model's reference, realised performance of every
+    scored date up to it beside each model's evaluation-time AUC and lift, and the
+    customers still pending. A file under NEXTBUY_HOME/reports/monitoring/, the same page
+    in the date's MLflow run (experiment `<registry.experiment>-monitoring`), and the
+    plots in this asset's metadata."""
+    params = parameters.load()
+    as_of = dt.date.fromisoformat(context.partition_key)
+    reg = registry.open(params.registry)
+    drift = date_drift(warehouse, reg, params, as_of)
+    performance = load_performance(warehouse, reg, params, as_of)
+    judgement = judge(performance, params.monitoring, drift.model.label(), gives_probabilities(reg))
+    figures = report_figures(drift, performance)
+    pngs = {name: png(figure) for name, figure in figures.items()}
+    page = render_html(drift, performance, judgement, pngs, params)
+    path = report_folder() / f"monitoring-{as_of}.html"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(page, encoding="utf-8")
+    run = log_to_mlflow(registry.tracking_uri, params, drift, performance, judgement, page, pngs)
+    drift_status = drift.report.status if drift.report is not None else "not measured"
+    context.log.info(f"monitoring report as of {as_of}: {path}, MLflow run {run.run_id}")
+    yield dg.MaterializeResult(
+        metadata={
+            "as_of": as_of.isoformat(),
+            "champion": drift.model.label(),
+            "report": dg.MetadataValue.path(str(path)),
+            "mlflow_run_id": run.run_id,
+            "mlflow_run": dg.MetadataValue.url(run.url),
+            "drift_status": drift_status,
+            "performance_status": judgement.status,
+            **{
+                name: dg.MetadataValue.md(image_markdown(name, data)) for name, data in pngs.items()
+            },
+            "summary": (
+                f"monitoring report as of {as_of}: drift {drift_status}, performance "
+                f"{judgement.status} ({path.name}, MLflow run {run.run_id[:8]})"
+            ),
+        }
+    )
+
+
+def report_figures(drift: DateDrift, performance: Performance) -> dict[str, Figure]:
+    figures: dict[str, Figure] = {}
+    if drift.report is not None:
+        columns = drift.report.columns
+        if len(columns) > 1:
+            figures["drift"] = psi_figure(
+                columns,
+                drift.report.warn_psi,
+                drift.report.fail_psi,
+                title=f"Drift as of {drift.as_of}",
+            )
+        shares = drift.report.shares
+        figures["score_distribution"] = distribution_figure(
+            shares[shares["column"] == SCORE],
+            title=f"Score: the model's reference and {drift.as_of}",
+        )
+    figures["realised_performance"] = realised_figure(
+        performance.table, performance.lift_column, title="Realised performance by as-of date"
+    )
+    return figures
+
+
+def png(figure: Figure) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=DPI)
+    return buffer.getvalue()
+
+
+def image_markdown(name: str, data: bytes) -> str:
+    return f"![{name}]({data_uri(data)})"
+
+
+# ---------------------------------------------------------------- MLflow
+
+
+@dataclass(frozen=True)
+class MonitoringRun:
+    run_id: str
+    url: str
+
+
+def log_to_mlflow(
+    tracking_uri: str,
+    params: Parameters,
+    drift: DateDrift,
+    performance: Performance,
+    judgement: Judgement,
+    page: str,
+    pngs: dict[str, bytes],
+) -> MonitoringRun:
+    """The date's monitoring run: the page, the figures, the tables and the headline
+    metrics; created the first time the date is reported, reused afterwards."""
+    from orchestration.tracking import Tracker, finite_metrics
+
+    tracker = Tracker(tracking_uri, experiment=params.registry.experiment + EXPERIMENT_SUFFIX)
+    client = tracker.client
+    experiment_id = tracker.experiment_id()
+    as_of = drift.as_of.isoformat()
+    found = client.search_runs(
+        [experiment_id], filter_string=f"tags.{AS_OF_TAG} = '{as_of}'", max_results=1
+    )
+    if found:
+        run_id = found[0].info.run_id
+    else:
+        run_id = client.create_run(
+            experiment_id, run_name=f"monitoring-{as_of}", tags={AS_OF_TAG: as_of}
+        ).info.run_id
+    client.set_tag(run_id, "champion", drift.model.label())
+    metrics: dict[str, Any] = {"customers": drift.customers}
+    if drift.report is not None:
+        metrics["max_psi"] = drift.report.columns["psi"].max()
+        metrics["score_psi"] = drift.report.columns.set_index("column").loc[SCORE, "psi"]
+    own = performance.row(drift.as_of)
+    for name in ("n_labelled", "n_pending", "positive_rate", "mean_score", "roc_auc"):
+        metrics[name] = own[name]
+    if judgement.judged is not None:
+        metrics |= {"judged_auc_drop": judgement.auc_drop}
+        metrics |= {"judged_calibration_error": judgement.calibration_error}
+    for key, value in finite_metrics(metrics).items():
+        client.log_metric(run_id, key, value)
+    with tempfile.TemporaryDirectory(prefix="nextbuy-report-") as tmp:
+        folder = Path(tmp)
+        (folder / REPORT_ARTIFACT).write_text(page, encoding="utf-8")
+        client.log_artifact(run_id, str(folder / REPORT_ARTIFACT))
+        for name, data in pngs.items():
+            (folder / f"{name}.png").write_bytes(data)
+            client.log_artifact(run_id, str(folder / f"{name}.png"), "figures")
+        tables = {"realised_performance": performance.table}
+        if drift.report is not None:
+            tables["drift"] = drift.report.columns
+        for name, table in tables.items():
+            (folder / f"{name}.csv").write_text(table.to_csv(index=False), encoding="utf-8")
+            client.log_artifact(run_id, str(folder / f"{name}.csv"), "tables")
+    client.set_terminated(run_id, "FINISHED")
+    return MonitoringRun(run_id, run_url(tracking_uri, experiment_id, run_id))
+
+
+def run_url(tracking_uri: str, experiment_id: str, run_id: str) -> str:
+    """The run in MLflow's UI: the tracking server's, or `nextbuy ui`'s for a local store."""
+    base = (
+        tracking_uri.rstrip("/")
+        if tracking_uri.startswith(("http://", "https://"))
+        else f"http://127.0.0.1:{UiPorts().mlflow}"
+    )
+    return f"{base}/#/experiments/{experiment_id}/runs/{run_id}"
