@@ -204,7 +204,9 @@ class FeatureRun:
             return f"{changed} days as one build, keyed by the newest, {self.keys[0]}"
         if len(self.keys) == 1:
             return self.keys[0]
-        return f"{self.keys[0]}..{self.keys[-1]} ({len(self.keys)} partitions)"
+        # The run's range follows the order keys were registered in; people read days.
+        days = sorted(self.keys)
+        return f"{days[0]}..{days[-1]} ({len(days)} partitions)"
 
 
 def plan_feature_run(
