@@ -459,8 +459,21 @@ def report(pairs: list[dict[str, Any]]) -> dict[str, Any]:
     return {"medians": medians, "share_medians": summary, "shares": shares}
 
 
-def setup(bench: Bench, order_items: int, results: dict[str, Any]) -> None:
-    """The shop and a champion: simulate, then the whole pipeline once (not timed)."""
+def setup(
+    bench: Bench, order_items: int, results: dict[str, Any], raw_from: Path | None = None
+) -> None:
+    """The shop and a champion: simulate (or copy the warehouse a `nextbuy simulate` with
+    the same arguments wrote), then the whole pipeline once (not timed)."""
+    if raw_from is not None:
+        shutil.copyfile(raw_from, bench.warehouse)
+        print(f"simulate: the shop copied from {raw_from}", flush=True)
+        results["simulated_by"] = str(raw_from)
+    else:
+        _simulate(bench, order_items, results)
+    _setup_pipeline(bench, results)
+
+
+def _simulate(bench: Bench, order_items: int, results: dict[str, Any]) -> None:
     wall, peak, out = bench.nextbuy(
         "simulate",
         "simulate",
@@ -473,6 +486,9 @@ def setup(bench: Bench, order_items: int, results: dict[str, Any]) -> None:
     )
     print(f"simulate: {wall:.1f} s, peak {peak:,.0f} MiB\n  " + out.strip().replace("\n", "\n  "))
     results["simulate_seconds"] = round(wall, 1)
+
+
+def _setup_pipeline(bench: Bench, results: dict[str, Any]) -> None:
     pipeline = bench.child("setup", "setup")
     if pipeline.get("error"):
         raise SystemExit(f"setup: {pipeline['error']} (log {pipeline['log']})")
@@ -512,6 +528,14 @@ def main() -> None:
         type=Path,
         metavar="RESULTS_JSON",
         help="print the tables again from a run's results.json (and its logs), run nothing",
+    )
+    parser.add_argument(
+        "--raw-from",
+        type=Path,
+        metavar="WAREHOUSE",
+        help="start from a copy of this warehouse instead of simulating, one written by "
+        "`nextbuy simulate --order-items N --end 2026-10-31 --warehouse WAREHOUSE` "
+        "(a warehouse file whose name is not raw.duckdb)",
     )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--log", type=Path, help=argparse.SUPPRESS)
@@ -556,7 +580,7 @@ def main() -> None:
         if args.reuse:
             print(f"reusing the warehouse and champion in {home} (no simulate, no setup)")
         else:
-            setup(bench, args.order_items, results)
+            setup(bench, args.order_items, results, args.raw_from)
         first = bench.child("tick", "first-tick")
         print(
             f"first tick (not timed): {first['process_seconds']:.1f} s, runs "

@@ -54,16 +54,17 @@ class WarehouseResource(dg.ConfigurableResource):  # type: ignore[type-arg]
         finally:
             con.close()
 
-    def read_table(self, table: str, order_by: str) -> pd.DataFrame:
-        """The whole table, in a fixed row order: DuckDB scans in parallel, and CatBoost's
-        result depends on row order, so the same data must always arrive the same way."""
+    def read_table(self, table: str, order_by: str, where: str = "true") -> pd.DataFrame:
+        """The table (its rows that meet ``where``, an SQL condition), in a fixed row order:
+        DuckDB scans in parallel, and CatBoost's result depends on row order, so the same
+        data must always arrive the same way."""
         with self.connect(read_only=True) as con:
             if not _exists(con, table):
                 raise LookupError(
                     f"warehouse table {table} does not exist in {self.path}: build the dbt "
                     "models first (`nextbuy features`, or materialise the features group)"
                 )
-            return con.execute(f"select * from {table} order by {order_by}").df()
+            return con.execute(f"select * from {table} where {where} order by {order_by}").df()
 
     def has_table(self, table: str) -> bool:
         with self.connect(read_only=True) as con:

@@ -140,6 +140,9 @@ class MonitoringSettings(_Section):
     fail_psi: float = Field(gt=0)
     bins: int = Field(ge=2)
     top_tokens: int = Field(ge=1)
+    # Drift and realised performance read every customer up to this many, a systematic
+    # sample of about this many beyond (reference.MonitoringSample).
+    sample_size: int = Field(ge=1000)
     # Realised performance (ml/realised.py, monitoring/realised_performance).
     label_horizon_days: int = Field(ge=1)
     min_labelled: int = Field(ge=1)

@@ -1,5 +1,9 @@
 {#
-  Data tests scoped to what changed (var `changed_only`, dbt_project.yml).
+  Data tests scoped to what changed (var `changed_only`, dbt_project.yml, or, as
+  `nextbuy` passes it, env NEXTBUY_CHANGED_ONLY=true: a var that differs between two
+  invocations makes dbt re-parse the whole project, and the daily loop's dbt commands
+  alternate between scoped and unscoped; read only while executing, the env var costs no
+  parse).
 
   An incremental build rebuilds only the customers int_customer_changes logged since each
   model's watermark (incremental.sql); a daily run's tests need not read everyone else's
@@ -26,8 +30,8 @@
                        int_purchase_items, int_customer_history, training_examples);
     change_log         int_customer_changes itself: the rows logged since.
   Tests of any other model keep the whole table even when they carry `__changed_rows__`:
-  customer_features is a view whose as_of moves every day for every customer, so all of
-  its rows are new in every run (see _marts__models.yml).
+  customer_features' as_of moves every day for every customer, so it is rebuilt whole and
+  all of its rows are new in every run (see _marts__models.yml).
 
   Which rows a test must read depends on the rule, and is decided per test type below:
     - a rule about one row (not_null, accepted_values, relationships' child rows, ranges,
@@ -51,7 +55,10 @@
 #}
 
 {% macro changed_only() -%}
-    {{ return(var('changed_only', false) in [true, 'true', 'True'] and not flags.FULL_REFRESH) }}
+    {%- set truthy = [true, 'true', 'True', '1'] -%}
+    {%- set asked = var('changed_only', false) in truthy
+        or env_var('NEXTBUY_CHANGED_ONLY', 'false') in truthy -%}
+    {{ return(asked and not flags.FULL_REFRESH) }}
 {%- endmacro %}
 
 {% macro data_test_watermarks_relation() -%}

@@ -217,7 +217,7 @@ def test_incremental_build_scopes_tests_to_the_changed_customers(
     assert f"(changed_at is null or {since})" in log_rule
     leakage = _flat(incremental[LEAKAGE_TEST])
     assert leakage.count(f"where {changed}") == 2
-    # customer_features is a view with a new as_of every day: every row is new.
+    # customer_features has a new as_of every day: every row is new, its tests read all.
     assert "int_customer_changes" not in incremental["positive_customer_features_prior_orders"]
     full = {p.stem: p.read_text() for p in builds[False]}
     for name in ("between_training_examples_age__120__0", LEAKAGE_TEST):

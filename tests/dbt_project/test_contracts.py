@@ -76,10 +76,6 @@ PAST_CAP = SEQUENCE_LENGTH + 1
 
 
 def _plant(con: duckdb.DuckDBPyConnection) -> None:
-    # customer_features is a view: a table of its rows takes the defects instead.
-    con.execute("create table marts.planted as select * from marts.customer_features")
-    con.execute("drop view marts.customer_features")
-    con.execute("alter table marts.planted rename to customer_features")
     for table, key in KEYS.items():
         defects = [defect for defect in DEFECTS if defect.mart == table]
         rows = [

@@ -21,9 +21,11 @@ from ml.drift import DriftReport
 from orchestration.dbt import run_dbt
 from orchestration.defs.monitoring.assets import feature_drift
 from orchestration.defs.monitoring.reference import (
+    MonitoringSample,
     compare,
     drift_reference,
     record_drift_reference,
+    scored_population,
 )
 from orchestration.defs.monitoring.sensors import retrain_on_drift
 from orchestration.resources import ParametersResource, RegistryResource, WarehouseResource
@@ -61,9 +63,12 @@ def _customers(warehouse: Path, as_of: dt.date, select: str) -> pd.DataFrame:
         return con.execute("select * from marts.customer_features").df()
 
 
-def _shift(folder: Path, mode: str, **overrides: Any) -> DriftReport:
+def _shift(
+    folder: Path, mode: str, sample_size: int | None = None, **overrides: Any
+) -> DriftReport:
     """The drift of a simulated shop's scored customers from its trained-on customers,
-    with the loyalty rule (a champion the gate can fall back to) as the model."""
+    with the loyalty rule (a champion the gate can fall back to) as the model; of the
+    customers of a monitoring sample of ``sample_size`` when given, as the assets draw it."""
     warehouse = folder / f"{mode}.duckdb"
     settings = PARAMS.simulation.with_overrides(**SHOP, mode=mode, **overrides)
     con = connect(warehouse)
@@ -71,6 +76,11 @@ def _shift(folder: Path, mode: str, **overrides: Any) -> DriftReport:
     con.close()
     trained = _customers(warehouse, TRAINED, "+customer_features")
     scored = _customers(warehouse, SCORED, "customer_features")
+    if sample_size is not None:
+        trained, scored = (
+            frame[frame["customer_id"] % MonitoringSample.of(len(frame), sample_size).stride == 0]
+            for frame in (trained, scored)
+        )
     rule = PriorShareRule().fit(trained, [])
     reference = drift_reference(trained, scores(rule, trained), PARAMS.model, PARAMS.monitoring)
     return compare(reference, scored.assign(score=scores(rule, scored)), PARAMS.monitoring)
@@ -82,6 +92,9 @@ def shifts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, pd.DataFrame]:
     reports = {
         "campaign": _shift(folder, "behavioural", campaign_uplift=UPLIFT),
         "stationary": _shift(folder, "thelook"),
+        # The same shops, monitored on a sample of a quarter of their customers.
+        "campaign_sample": _shift(folder, "behavioural", sample_size=4_000, campaign_uplift=UPLIFT),
+        "stationary_sample": _shift(folder, "thelook", sample_size=4_000),
     }
     return {name: report.columns.set_index("column") for name, report in reports.items()}
 
@@ -109,6 +122,32 @@ def test_stationary_data_does_not_drift(shifts: dict[str, pd.DataFrame]) -> None
     # pooled tail, so a growing shop is no drift.
     assert (stationary["status"] == "ok").all(), stationary[["psi", "status", "top_changes"]]
     assert stationary["psi"].max() < WARN
+
+
+def test_a_monitoring_sample_gives_the_same_verdicts(shifts: dict[str, pd.DataFrame]) -> None:
+    """About 4,000 of the shops' customers (every 4th or 5th id) tell what all of them
+    tell: the same status for every column, PSI within its sampling noise."""
+    for shop in ("campaign", "stationary"):
+        whole, sample = shifts[shop], shifts[f"{shop}_sample"]
+        assert list(sample.index) == list(whole.index)
+        assert (sample["status"] == whole["status"]).all(), shop
+        assert (sample["psi"] - whole["psi"]).abs().max() < 0.05, shop
+
+
+def test_the_monitoring_sample_is_every_kth_customer(tmp_path: Path) -> None:
+    assert MonitoringSample.of(400, 200_000).where() == "true"
+    assert MonitoringSample.of(400, 200_000).describe() == "every customer (400)"
+    assert MonitoringSample.of(5_500_000, 200_000).stride == 28
+    warehouse = tmp_path / "warehouse.duckdb"
+    customers = make_examples(3_000, seed=5).drop_duplicates("customer_id")
+    _write_scored(warehouse, customers, "1", AS_OF)
+    population = scored_population(WarehouseResource(path=str(warehouse)), AS_OF, 1_000)
+    ids = population.frame["customer_id"]
+    assert population.sample.stride == -(-len(customers) // 1_000)
+    assert (ids % population.sample.stride == 0).all()
+    assert set(ids) == set(customers["customer_id"][customers["customer_id"] % 3 == 0])
+    assert population.frame["score"].notna().all()
+    assert population.sample.describe(len(ids)).startswith(f"{len(ids):,} of {len(customers):,}")
 
 
 # ------------------------------------------- the asset, its check and the retrain sensor

@@ -15,7 +15,7 @@ scores as (
 
 ),
 
-purchases as (
+orders as (
 
     select * from {{ ref('int_orders') }}
 
@@ -24,7 +24,17 @@ purchases as (
 data_clock as (
 
     -- The newest purchase the warehouse holds: outcomes are observed up to it.
-    select max(ordered_at) as observed_until from purchases
+    select max(ordered_at) as observed_until from orders
+
+),
+
+purchases as (
+
+    -- Only purchases from the first scored date on can be anyone's next purchase: the
+    -- joins below read days, not the whole history.
+    select *
+    from orders
+    where ordered_at >= (select cast(min(as_of) as {{ dbt.type_timestamp() }}) from scores)
 
 ),
 

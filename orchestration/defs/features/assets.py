@@ -113,9 +113,8 @@ def feature_models(
         as_of=as_of,
         partitions=days,
         # A run over some days tests only the customers it rebuilt (macros/scoped_tests.sql);
-        # full builds and rebuilds test whole tables. A var, not an env var: it changes only
-        # between the two kinds of build, so dbt re-parses only then.
-        vars={"changed_only": days is not None},
+        # full builds and rebuilds test whole tables.
+        changed_only=days is not None,
         context=context,
     ).stream():
         # The date the scoring of this build is for: what the next step (the sensor

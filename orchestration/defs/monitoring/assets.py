@@ -58,11 +58,14 @@ def feature_drift(
     """Drift of the scored as-of date from the scoring model's reference (the customers and
     scores of the day it was trained, drift_reference.json in its MLflow run): PSI and a
     KS test per numeric feature and for the score, category and token shares (with a
-    chi-square test for categories) for the others. A model trained before drift
+    chi-square test for categories) for the others, over the monitoring sample
+    (reference.MonitoringSample: every customer up to monitoring.sample_size). A model trained before drift
     monitoring has no reference: the comparison is skipped, and the metadata and a WARN
     of the check say why."""
     params = parameters.load()
-    population = scored_population(warehouse, dt.date.fromisoformat(context.partition_key))
+    population = scored_population(
+        warehouse, dt.date.fromisoformat(context.partition_key), params.monitoring.sample_size
+    )
     reg = registry.open(params.registry)
     if population.model_name != reg.model_name:
         raise ValueError(
@@ -75,6 +78,7 @@ def feature_drift(
         "as_of": as_of,
         "champion": model.label(),
         "customers": len(population.frame),
+        "sample": population.sample.describe(len(population.frame)),
         "mlflow_run_id": model.run_id,
     }
     reference = load_drift_reference(reg.client, model.run_id)

@@ -8,7 +8,9 @@ purchase k. The score is the probability that the next order holds a target bran
 that there is one, so only customers with a next order are labelled; of those without, a
 customer is pending while fewer than monitoring.label_horizon_days have been observed
 since the date, and unlabelled once the horizon has passed without an order. Every date
-up to the partition's is recomputed at each materialisation, as outcomes keep arriving.
+up to the partition's is recomputed at each materialisation, as outcomes keep arriving,
+for the customers of the monitoring sample (reference.MonitoringSample: all of them up to
+monitoring.sample_size), so that its cost does not grow with the shop.
 """
 
 import datetime as dt
@@ -31,6 +33,7 @@ from orchestration.defs.monitoring.performance import (
     performance_check_result,
     performance_check_spec,
 )
+from orchestration.defs.monitoring.reference import MonitoringSample
 from orchestration.defs.scoring.assets import SCORES_KEY
 from orchestration.partitions import AS_OF_DATES
 from orchestration.registry import ModelRef, Registry, RegistryError
@@ -66,6 +69,8 @@ class Performance:
     table: pd.DataFrame
     models: dict[str, ScoringModel]
     lift_column: str
+    # The customers read, chosen by the number scored as of ``as_of``.
+    sample: MonitoringSample
 
     def row(self, as_of: dt.date) -> pd.Series:
         return self.table.loc[self.table["as_of"] == as_of].iloc[0]
@@ -76,7 +81,15 @@ def load_performance(
 ) -> Performance:
     """Realised performance of every date scored up to ``as_of`` (which must be scored)."""
     monitoring, evaluation = params.monitoring, params.evaluation
-    rows, counts = read_outcomes(warehouse, as_of, monitoring.label_horizon_days)
+    if not warehouse.has_table(SCORE_OUTCOMES):
+        raise LookupError(
+            f"{SCORE_OUTCOMES} does not exist: materialise the scoring dbt models (they "
+            "build score_outcomes from ml.customer_scores) first"
+        )
+    sample = MonitoringSample.counted(
+        warehouse, SCORE_OUTCOMES, monitoring.sample_size, "as_of = ?", [as_of]
+    )
+    rows, counts = read_outcomes(warehouse, as_of, monitoring.label_horizon_days, sample)
     if as_of not in set(counts["as_of"]):
         raise LookupError(
             f"{SCORE_OUTCOMES} holds no score as of {as_of}: materialise ml/customer_scores "
@@ -104,20 +117,18 @@ def load_performance(
             models[v].evaluation.get(metric, math.nan) for v in table["model_version"]
         ]
     table["model"] = [models[v].label for v in table["model_version"]]
-    return Performance(as_of=as_of, table=table, models=models, lift_column=lift_columns[0])
+    return Performance(
+        as_of=as_of, table=table, models=models, lift_column=lift_columns[0], sample=sample
+    )
 
 
 def read_outcomes(
-    warehouse: WarehouseResource, as_of: dt.date, horizon_days: int
+    warehouse: WarehouseResource, as_of: dt.date, horizon_days: int, sample: MonitoringSample
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """From marts.score_outcomes, for every date up to ``as_of``: the labelled and pending
-    customers (customer_id, as_of, score, label; NaN while pending), and per date the
-    scoring model, the customers scored and those unlabelled (no order in the horizon)."""
-    if not warehouse.has_table(SCORE_OUTCOMES):
-        raise LookupError(
-            f"{SCORE_OUTCOMES} does not exist: materialise the scoring dbt models (they "
-            "build score_outcomes from ml.customer_scores) first"
-        )
+    """From marts.score_outcomes, for every date up to ``as_of`` and the sample's
+    customers: the labelled and pending customers (customer_id, as_of, score, label; NaN
+    while pending), and per date the scoring model, the customers scored and those
+    unlabelled (no order in the horizon)."""
     classified = f"""
         select
             customer_id,
@@ -129,7 +140,7 @@ def read_outcomes(
             coalesce(days_to_next_order < {horizon_days:d}, false) as labelled,
             coalesce(days_observed < {horizon_days:d}, true) as watched
         from {SCORE_OUTCOMES}
-        where as_of <= ?
+        where as_of <= ? and {sample.where()}
     """
     with warehouse.connect(read_only=True) as con:
         rows = con.execute(
@@ -222,6 +233,7 @@ def realised_performance_asset(
             "as_of": as_of.isoformat(),
             "champion": scorer,
             "label_horizon_days": params.monitoring.label_horizon_days,
+            "sample": performance.sample.describe(),
             "performance_status": judgement.status,
             "dates": len(performance.table),
             "by_date": dg.MetadataValue.md(markdown_table(performance)),
@@ -260,6 +272,8 @@ def summary(performance: Performance, judgement: Judgement) -> str:
         f"as of {performance.as_of}: {own['n_labelled']:,} of {own['scored']:,} scored "
         f"customers labelled, {own['n_pending']:,} pending"
     )
+    if performance.sample.stride > 1:
+        line += f" (in the monitoring sample: 1 in {performance.sample.stride} customers)"
     if judgement.judged is None:
         return f"{line}; no date judged yet"
     return f"{line}; performance {judgement.status}: {judgement.description}"

@@ -10,8 +10,8 @@ history of its metrics rather than making another run.
 
 The drift is recomputed here (the same ``compare`` as monitoring/feature_drift) because
 the report needs each bin's shares, which the drift asset's metadata does not keep. The
-features of a date exist only while customer_features is computed as of it (it is a view
-of one date); for an older date only the score's drift is recomputed, from
+features of a date exist only while customer_features is computed as of it (it holds
+one date); for an older date only the score's drift is recomputed, from
 ml.customer_scores, and the page says so.
 """
 
@@ -39,11 +39,12 @@ from orchestration.defs.monitoring.realised import (
 )
 from orchestration.defs.monitoring.reference import (
     SCORE,
+    MonitoringSample,
     compare,
     load_drift_reference,
     scores_of,
 )
-from orchestration.defs.scoring.assets import CUSTOMER_FEATURES
+from orchestration.defs.scoring.assets import CUSTOMER_FEATURES, SCORES_TABLE
 from orchestration.environment import current_environment
 from orchestration.partitions import AS_OF_DATES
 from orchestration.registry import ModelRef, Registry
@@ -80,7 +81,10 @@ def date_drift(
 ) -> DateDrift:
     """The features (while customer_features is computed as of ``as_of``) and scores of
     the date against the reference of the model that scored them."""
-    scores, name, version = scores_of(warehouse, as_of)
+    sample = MonitoringSample.counted(
+        warehouse, SCORES_TABLE, params.monitoring.sample_size, "as_of = ?", [as_of]
+    )
+    scores, name, version = scores_of(warehouse, as_of, sample)
     if name != reg.model_name:
         raise ValueError(
             f"the scores as of {as_of} are of {name}, not of the registry's {reg.model_name}"
@@ -90,24 +94,28 @@ def date_drift(
     if reference is None:
         scope = f"not measured: {model.label()} has no drift reference (trained before drift monitoring)"
         return DateDrift(as_of, model, len(scores), None, scope)
-    features = features_as_of(warehouse, as_of)
+    features = features_as_of(warehouse, as_of, sample)
     if features is not None:
         frame = features.merge(scores, on="customer_id", how="inner", validate="one_to_one")
-        scope = f"{len(frame):,} customers' features and scores"
+        scope = f"features and scores of {sample.describe(len(frame))}"
     else:
         # Only the score's bins: compare() needs every reference column in the frame.
         reference = {**reference, "columns": {SCORE: reference["columns"][SCORE]}}
         frame = scores
         scope = (
-            f"the score only: {CUSTOMER_FEATURES} is no longer computed as of {as_of} (the "
+            f"the score only, of {sample.describe(len(scores))}: {CUSTOMER_FEATURES} is no "
+            f"longer computed as of {as_of} (the "
             f"feature table of that date is in {DRIFT_KEY.to_user_string()}'s "
             "materialisation for it)"
         )
     return DateDrift(as_of, model, len(scores), compare(reference, frame, params.monitoring), scope)
 
 
-def features_as_of(warehouse: WarehouseResource, as_of: dt.date) -> pd.DataFrame | None:
-    """customer_features when it is computed as of ``as_of``, else None."""
+def features_as_of(
+    warehouse: WarehouseResource, as_of: dt.date, sample: MonitoringSample
+) -> pd.DataFrame | None:
+    """customer_features of the sample's customers when it is computed as of ``as_of``,
+    else None."""
     if not warehouse.has_table(CUSTOMER_FEATURES):
         return None
     with warehouse.connect(read_only=True) as con:
@@ -115,7 +123,7 @@ def features_as_of(warehouse: WarehouseResource, as_of: dt.date) -> pd.DataFrame
     dates = {pd.Timestamp(v).date() for v in row or () if v is not None}
     if dates != {as_of}:
         return None
-    return warehouse.read_table(CUSTOMER_FEATURES, order_by="customer_id")
+    return warehouse.read_table(CUSTOMER_FEATURES, order_by="customer_id", where=sample.where())
 
 
 @dg.asset(

@@ -72,7 +72,7 @@ def customer_scores(
     duplicates and a failure (of the model or of the suite) leaves the old rows.
 
     The partition is the as-of date; customer_features must be computed as of it (the
-    feature build of the same day), since it is a view of one date only."""
+    feature build of the same day), since it holds one date only."""
     params = parameters.load()
     reg = registry.open(params.registry)
     champion = reg.champion()
