@@ -176,10 +176,12 @@ def run_dbt(
     vars: Mapping[str, Any] | None = None,
     params: Parameters | None = None,
     with_vars: bool = True,
+    changed_only: bool = False,
     check: bool = True,
 ) -> DbtRun:
     """Run `dbt <args>` outside a Dagster run (the `nextbuy dbt` command, tests), echoing
-    dbt's lines to stdout; ``vars`` may hold ``as_of``, which travels as NEXTBUY_AS_OF."""
+    dbt's lines to stdout; ``vars`` may hold ``as_of``, which travels as NEXTBUY_AS_OF,
+    and ``changed_only`` travels as the orchestration passes it (dbt_env)."""
     from orchestration.settings import load_parameters
 
     extra = dict(vars or {})
@@ -190,6 +192,7 @@ def run_dbt(
         params=(params or load_parameters()) if with_vars else None,
         warehouse=warehouse,
         as_of=as_of,
+        changed_only=changed_only,
         vars=extra,
         raise_on_error=False,
     )

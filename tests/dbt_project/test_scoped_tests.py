@@ -28,10 +28,12 @@ LEAKAGE = "assert_features_see_only_earlier_purchases"
 UNCHANGED_PASSING = "not_null_training_examples_as_of"
 
 
-def _dbt(warehouse: Path, *args: str, **vars: object) -> dict[str, int]:
-    """`dbt <args>` on the warehouse; the failing tests with their failing rows."""
-    result = run_dbt(list(args), warehouse=warehouse, vars={"as_of": AS_OF.isoformat(), **vars},
-                     check=False)  # fmt: skip
+def _dbt(warehouse: Path, *args: str, changed_only: bool = False) -> dict[str, int]:
+    """`dbt <args>` on the warehouse; the failing tests with their failing rows. The
+    scoping is asked for as the orchestration asks (env NEXTBUY_CHANGED_ONLY);
+    test_incremental asks with the var."""
+    result = run_dbt(list(args), warehouse=warehouse, vars={"as_of": AS_OF.isoformat()},
+                     changed_only=changed_only, check=False)  # fmt: skip
     results = json.loads((dbt_target(warehouse) / "run_results.json").read_text())["results"]
     errors = [r["unique_id"] for r in results if r["status"] in ("error", "skipped")]
     assert not errors, (errors, result.stdout[-3000:])
