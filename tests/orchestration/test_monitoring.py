@@ -63,19 +63,26 @@ def _customers(warehouse: Path, as_of: dt.date, select: str) -> pd.DataFrame:
         return con.execute("select * from marts.customer_features").df()
 
 
-def _shift(
-    folder: Path, mode: str, sample_size: int | None = None, **overrides: Any
-) -> DriftReport:
-    """The drift of a simulated shop's scored customers from its trained-on customers,
-    with the loyalty rule (a champion the gate can fall back to) as the model; of the
-    customers of a monitoring sample of ``sample_size`` when given, as the assets draw it."""
+def _shop(folder: Path, mode: str, **overrides: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A simulated shop's customers on the day its champion was trained and on the scored
+    day."""
     warehouse = folder / f"{mode}.duckdb"
     settings = PARAMS.simulation.with_overrides(**SHOP, mode=mode, **overrides)
     con = connect(warehouse)
     simulate(con, settings, PARAMS.campaign.target_brands)
     con.close()
-    trained = _customers(warehouse, TRAINED, "+customer_features")
-    scored = _customers(warehouse, SCORED, "customer_features")
+    return (
+        _customers(warehouse, TRAINED, "+customer_features"),
+        _customers(warehouse, SCORED, "customer_features"),
+    )
+
+
+def _shift(
+    trained: pd.DataFrame, scored: pd.DataFrame, sample_size: int | None = None
+) -> DriftReport:
+    """The drift of the scored customers from the trained-on customers, with the loyalty
+    rule (a champion the gate can fall back to) as the model; of the customers of a
+    monitoring sample of ``sample_size`` when given, as the assets draw it."""
     if sample_size is not None:
         trained, scored = (
             frame[frame["customer_id"] % MonitoringSample.of(len(frame), sample_size).stride == 0]
@@ -89,13 +96,13 @@ def _shift(
 @pytest.fixture(scope="module")
 def shifts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, pd.DataFrame]:
     folder = tmp_path_factory.mktemp("shops")
-    reports = {
-        "campaign": _shift(folder, "behavioural", campaign_uplift=UPLIFT),
-        "stationary": _shift(folder, "thelook"),
-        # The same shops, monitored on a sample of a quarter of their customers.
-        "campaign_sample": _shift(folder, "behavioural", sample_size=4_000, campaign_uplift=UPLIFT),
-        "stationary_sample": _shift(folder, "thelook", sample_size=4_000),
+    shops = {
+        "campaign": _shop(folder, "behavioural", campaign_uplift=UPLIFT),
+        "stationary": _shop(folder, "thelook"),
     }
+    reports = {name: _shift(*shop) for name, shop in shops.items()}
+    # The same shops, monitored on a sample of about a quarter of their customers.
+    reports |= {f"{name}_sample": _shift(*shop, 4_000) for name, shop in shops.items()}
     return {name: report.columns.set_index("column") for name, report in reports.items()}
 
 
