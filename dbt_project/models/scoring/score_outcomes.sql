@@ -28,13 +28,20 @@ data_clock as (
 
 ),
 
+first_scored as (
+
+    select cast(min(as_of) as {{ dbt.type_timestamp() }}) as scored_from from scores
+
+),
+
 purchases as (
 
     -- Only purchases from the first scored date on can be anyone's next purchase: the
     -- joins below read days, not the whole history.
-    select *
+    select orders.*
     from orders
-    where ordered_at >= (select cast(min(as_of) as {{ dbt.type_timestamp() }}) from scores)
+    inner join first_scored
+        on orders.ordered_at >= first_scored.scored_from
 
 ),
 
