@@ -98,13 +98,11 @@ class PropensityModel:
             raise ValueError(f"feature columns missing from X: {missing}")
         data: dict[str, Any] = {}
         for column in self.categorical_features:
-            values = X[column].astype(object)
-            data[column] = values.where(values.notna(), self.missing_category).astype(str)
+            data[column] = _python_strings(X[column], self.missing_category)
         for column in self.numeric_features:
             data[column] = pd.to_numeric(X[column], errors="raise").astype("float64")
         for column in text_features:
-            values = X[column].astype(object)
-            data[column] = values.where(values.notna(), "").astype(str)
+            data[column] = _python_strings(X[column], "")
         frame = pd.DataFrame(data, index=X.index)
         label = None if y is None else _binary_labels(y, len(X))
         return catboost.Pool(
@@ -174,6 +172,17 @@ class PropensityModel:
             {"feature": self.feature_names_in_.astype(str), "importance": self.feature_importances_}
         )
         return table.sort_values("importance", ascending=False, ignore_index=True)
+
+
+def _python_strings(column: pd.Series, missing: str) -> pd.Series:
+    """A categorical or text column as Python strings, NULLs as ``missing``, in an
+    object-dtype Series: what CatBoost reads without converting. (pandas 3 stores strings
+    in Arrow; handing CatBoost that, or converting through ``astype(str)``, copied every
+    value twice more: a quarter of the time of scoring 400,000 customers.)"""
+    values = column.to_numpy(dtype=object, na_value=missing)
+    if pd.api.types.infer_dtype(values, skipna=False) != "string":
+        values = np.asarray([str(value) for value in values], dtype=object)
+    return pd.Series(values, index=column.index, dtype=object, name=column.name)
 
 
 def _binary_labels(y: npt.ArrayLike, rows: int) -> npt.NDArray[np.int64]:
