@@ -314,13 +314,8 @@ def lint_sql_command() -> None:
 
 
 def _pipeline_and_report(as_of: dt.date | None, full_refresh: bool) -> None:
-    from orchestration.pipeline import (
-        PipelineFailed,
-        log_path,
-        report_json,
-        report_lines,
-        run_pipeline,
-    )
+    from orchestration.pipeline import PipelineFailed, log_path, run_pipeline
+    from orchestration.run_report import report_json, report_lines
 
     env = current_environment()
     log = log_path(env)

@@ -189,7 +189,7 @@ def _execute(
     tags: dict[str, str],
     requested_by: str,
 ) -> TickRun:
-    from orchestration.pipeline import failure_summary
+    from orchestration.run_report import failure_summary
 
     job = defs.resolve_job_def(job_name)
     result = job.execute_in_process(

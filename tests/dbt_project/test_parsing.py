@@ -10,14 +10,15 @@ variables instead (orchestration/dbt.py, dbt_env), so one parse serves all of th
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from orchestration.dbt import run_dbt
 
 REPARSED = "Unable to do partial parsing"
 
 
-def _parse(warehouse: Path, **kwargs: object) -> str:
-    return run_dbt(["parse"], warehouse=warehouse, **kwargs).stdout  # type: ignore[arg-type]
+def _parse(warehouse: Path, **kwargs: Any) -> str:
+    return run_dbt(["parse"], warehouse=warehouse, **kwargs).stdout
 
 
 def test_the_loops_commands_share_one_parse(tmp_path: Path) -> None:

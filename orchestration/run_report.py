@@ -1,0 +1,133 @@
+"""What a run of nextbuy's jobs says to people and scripts: the failure summary of a
+Dagster run, the pipeline's report (metrics against baselines and the oracle, the gate,
+the champion, the scores) and its machine-readable line. orchestration/pipeline.py runs
+the jobs and calls this.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import TYPE_CHECKING, Any
+
+import dagster as dg
+
+from orchestration.environment import Environment
+
+if TYPE_CHECKING:
+    from orchestration.pipeline import PipelineResult
+
+
+def failure_summary(
+    result: dg.ExecuteInProcessResult, defs: dg.Definitions, planned: Any = None
+) -> str:
+    """Which checks failed (with the suite's own account), which steps failed, and which
+    assets were therefore not materialised."""
+    lines = []
+    for event in result.all_events:
+        if event.event_type_value == "ASSET_CHECK_EVALUATION":
+            evaluation = event.event_specific_data
+            if not evaluation.passed:  # type: ignore[union-attr]
+                lines.append(
+                    f"check {evaluation.check_name} on "  # type: ignore[union-attr]
+                    f"{evaluation.asset_key.to_user_string()} failed: "  # type: ignore[union-attr]
+                    f"{evaluation.description}"  # type: ignore[union-attr]
+                )
+        if event.event_type_value == "STEP_FAILURE":
+            error = event.step_failure_data.error  # type: ignore[union-attr]
+            if error and error.cls_name == "DagsterAssetCheckFailedError":
+                continue  # the check's own line above says more
+            # Dagster wraps the step's own exception; its message is the one that explains.
+            while error and error.cause and error.cls_name == "DagsterExecutionStepExecutionError":
+                error = error.cause
+            message = error.message.strip() if error else "unknown error"
+            lines.append(f"step {event.step_key} failed: {message}")
+    if planned is None:
+        graph = defs.resolve_asset_graph()
+        planned = {k for k in graph.get_all_asset_keys() if graph.get(k).is_materializable}
+    done = {
+        e.asset_key
+        for e in result.all_events
+        if e.event_type_value == "ASSET_MATERIALIZATION" and e.asset_key is not None
+    }
+    left = sorted(k.to_user_string() for k in planned - done)
+    if left:
+        lines.append(f"not materialised, so left as they were: {', '.join(left)}")
+    return "\n".join(lines) or "the run failed"
+
+
+def _finite(value: Any) -> float | None:
+    if value is None:
+        return None
+    number = float(value)
+    return None if math.isnan(number) else round(number, 4)
+
+
+def summary_json(decision: Any) -> dict[str, Any]:
+    """The report's machine-readable line (the keys scripts rely on)."""
+    from orchestration.defs.training.assets import CANDIDATE, ORACLE
+
+    metrics = decision.metrics
+    baselines = metrics.drop(index=[CANDIDATE, ORACLE], errors="ignore")
+    best = baselines["roc_auc"].astype(float).idxmax()
+    return {
+        "auc": _finite(metrics.loc[CANDIDATE, "roc_auc"]),
+        "best_baseline": str(best),
+        "best_baseline_auc": _finite(baselines.loc[best, "roc_auc"]),
+        "oracle_auc": _finite(decision.oracle_auc),
+        "lift_at_10": _finite(metrics.loc[CANDIDATE].get("lift_at_10")),
+        "champion": f"{decision.champion.name} v{decision.champion.version}",
+        "champion_kind": decision.champion.kind,
+        "candidate": f"{decision.candidate.name} v{decision.candidate.version}",
+        "promoted": bool(decision.promoted),
+        "reason": decision.reason,
+    }
+
+
+def report_lines(result: PipelineResult, env: Environment) -> list[str]:
+    """The human part of the report: metrics against baselines and the best achievable."""
+    from orchestration.defs.training.assets import CANDIDATE, ORACLE
+
+    metrics = result.metrics
+    columns = [
+        c
+        for c in ("roc_auc", "pr_auc", "lift_at_10", "lift_at_20", "log_loss", "brier")
+        if c in metrics.columns
+    ]
+    names = {CANDIDATE: "catboost (candidate)", ORACLE: "oracle (true probabilities)"}
+    order = [CANDIDATE, *[i for i in metrics.index if i not in (CANDIDATE, ORACLE)]]
+    if ORACLE in metrics.index:
+        order.append(ORACLE)
+    first = metrics.iloc[0]
+    table = metrics.loc[order, columns].astype(float).rename(index=names)
+    table.index.name = None
+    lines = [
+        f"test window: {int(first['n']):,} examples, {int(first['positives']):,} positives "
+        f"(rate {first['base_rate']:.3f})",
+        *(
+            f"  {line}"
+            for line in table.to_string(float_format=lambda v: f"{v:.4f}", na_rep="-").splitlines()
+        ),
+    ]
+    report = result.report
+    lines += [
+        f"gate: {'promoted' if report['promoted'] else 'not promoted'} - {report['reason']}",
+        f"champion: {report['champion']} ({report['champion_kind']})",
+        f"scores: {result.scored:,} customers in ml.customer_scores as of "
+        f"{result.as_of}; campaign_audience: {result.audience:,} customers",
+        f"Dagster run {result.run_id}: `nextbuy ui` opens the Dagster UI "
+        "(http://127.0.0.1:3000), the dbt docs (http://127.0.0.1:8580) and MLflow "
+        "(http://127.0.0.1:5000)",
+        f"MLflow store: {_tracking(env)}",
+    ]
+    return lines
+
+
+def _tracking(env: Environment) -> str:
+    from orchestration.mlflow_store import tracking_uri
+
+    return tracking_uri(env)
+
+
+def report_json(result: PipelineResult) -> str:
+    return json.dumps(result.report, sort_keys=False)
