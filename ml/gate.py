@@ -34,7 +34,12 @@ class Comparison:
     >>> close.beaten, close.describe()
     (False, 'champion: roc_auc 0.7120 vs 0.7090 (+0.0030, 95% CI [-0.0020, +0.0080])')
     >>> close.why_not()
-    'improvement below the margin 0.005; interval does not exclude zero'
+    'no better: the interval includes zero'
+    >>> close.sentence()
+    'no better than champion (roc_auc +0.0030, 95% CI -0.0020 to +0.0080)'
+    >>> worse = Comparison("rate_by_gender", "roc_auc", 0.57, 0.59, -0.02, -0.036, -0.002, 0.95, 0.0)
+    >>> worse.verdict, worse.sentence()
+    ('worse', 'worse than rate_by_gender (roc_auc -0.0200, 95% CI -0.0360 to -0.0020)')
     """
 
     contender: str
@@ -67,14 +72,44 @@ class Comparison:
             f"[{self.lower:+.4f}, {self.upper:+.4f}])"
         )
 
+    @property
+    def verdict(self) -> str:
+        """One word for the comparison: ``better`` (beaten), ``worse`` (the whole interval
+        is below zero: significantly worse), ``no better`` (the interval includes zero) or
+        ``not enough better`` (significantly better, but by less than the margin)."""
+        if self.upper < 0:
+            return "worse"
+        if not self.significant:
+            return "no better"
+        if not self.clears_margin:
+            return "not enough better"
+        return "better"
+
+    def interval(self) -> str:
+        level = round(self.confidence_level * 100)
+        return (
+            f"{self.metric} {self.improvement:+.4f}, {level}% CI "
+            f"{self.lower:+.4f} to {self.upper:+.4f}"
+        )
+
+    def sentence(self) -> str:
+        """The comparison in words with its interval, e.g. ``worse than rate_by_gender
+        (roc_auc -0.0200, 95% CI -0.0360 to -0.0020)``."""
+        if self.verdict == "not enough better":
+            return (
+                f"better than {self.contender} by less than the margin {self.margin:g} "
+                f"({self.interval()})"
+            )
+        return f"{self.verdict} than {self.contender} ({self.interval()})"
+
     def why_not(self) -> str:
         """Why this contender is not beaten ("" when it is)."""
-        problems = []
-        if not self.clears_margin:
-            problems.append(f"improvement below the margin {self.margin:g}")
-        if not self.significant:
-            problems.append("interval does not exclude zero")
-        return "; ".join(problems)
+        return {
+            "better": "",
+            "worse": "significantly worse: the whole interval is below zero",
+            "no better": "no better: the interval includes zero",
+            "not enough better": f"better, but by less than the margin {self.margin:g}",
+        }[self.verdict]
 
 
 @dataclass(frozen=True)
@@ -165,15 +200,43 @@ def decide(
                 margin=margin,
             )
         )
-    blocking = [c for c in comparisons if not c.beaten]
-    if blocking:
-        reason = "not promoted: " + "; ".join(f"{c.describe()}: {c.why_not()}" for c in blocking)
-    else:
-        closest = min(comparisons, key=lambda c: c.improvement)
-        reason = (
-            f"promoted: beats all {len(comparisons)} contenders by at least {margin:g} "
-            f"{metric} with intervals above zero; closest {closest.describe()}"
-        )
     return GateDecision(
-        promote=not blocking, reason=reason, metric=metric, comparisons=tuple(comparisons)
+        promote=all(c.beaten for c in comparisons),
+        reason=gate_sentence(comparisons),
+        metric=metric,
+        comparisons=tuple(comparisons),
     )
+
+
+def gate_sentence(comparisons: list[Comparison]) -> str:
+    """The decision as one short sentence, naming the contender that matters with its
+    interval: the closest one when promoted, the one the candidate did worst against when
+    not (the others that also stop it are counted, and listed in ``comparisons``).
+
+    >>> from ml.gate import Comparison, gate_sentence
+    >>> rule = Comparison("rate_by_gender", "roc_auc", 0.60, 0.57, 0.03, 0.01, 0.05, 0.95, 0.005)
+    >>> gate_sentence([rule])
+    'promoted: better than every contender by at least 0.005; closest rate_by_gender (roc_auc +0.0300, 95% CI +0.0100 to +0.0500)'
+    >>> tie = Comparison("champion", "roc_auc", 0.60, 0.60, 0.0, -0.01, 0.01, 0.95, 0.005)
+    >>> gate_sentence([rule, tie])
+    'not promoted: no better than champion (roc_auc +0.0000, 95% CI -0.0100 to +0.0100)'
+    """
+    closest = min(comparisons, key=lambda c: c.improvement)
+    if closest.beaten:
+        return (
+            f"promoted: better than every contender by at least {closest.margin:g}; "
+            f"closest {closest.contender} ({closest.interval()})"
+        )
+    blocking = [c for c in comparisons if not c.beaten]
+    worst = min(blocking, key=_severity)
+    sentence = f"not promoted: {worst.sentence()}"
+    others = len(blocking) - 1
+    if others:
+        sentence += f"; {others} other contender{'s' if others > 1 else ''} also not beaten"
+    return sentence
+
+
+def _severity(c: Comparison) -> tuple[int, float]:
+    """"worse" before "no better" before "not enough better"; then the smaller gain."""
+    order = {"worse": 0, "no better": 1, "not enough better": 2, "better": 3}
+    return order[c.verdict], c.improvement

@@ -111,7 +111,7 @@ def report_lines(result: PipelineResult, env: Environment) -> list[str]:
     ]
     report = result.report
     lines += [
-        f"gate: {'promoted' if report['promoted'] else 'not promoted'} - {report['reason']}",
+        f"gate: {report['reason']}",
         f"champion: {report['champion']} ({report['champion_kind']})",
         f"scores: {result.scored:,} customers in ml.customer_scores as of "
         f"{result.as_of}; campaign_audience: {result.audience:,} customers",
