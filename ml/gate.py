@@ -237,6 +237,6 @@ def gate_sentence(comparisons: list[Comparison]) -> str:
 
 
 def _severity(c: Comparison) -> tuple[int, float]:
-    """"worse" before "no better" before "not enough better"; then the smaller gain."""
+    """Worse first, then no better, then not enough better; then the smaller gain."""
     order = {"worse": 0, "no better": 1, "not enough better": 2, "better": 3}
     return order[c.verdict], c.improvement

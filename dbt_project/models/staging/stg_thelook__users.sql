@@ -12,6 +12,7 @@ renamed as (
         id as customer_id,
         {{ clean_text('first_name') }} as first_name,
         {{ clean_text('last_name') }} as last_name,
+        lower({{ clean_text('email') }}) as email,
         age,
         upper({{ clean_text('gender') }}) as gender,
         {{ clean_text('city') }} as city,
@@ -30,6 +31,7 @@ final as (
         customer_id,
         first_name,
         last_name,
+        email,
         -- The generator's range; anything outside it is an entry error, not a customer.
         case when age between 0 and 120 then age end as age,
         case when gender in ('F', 'M') then gender end as gender,
