@@ -18,11 +18,13 @@ export DO_NOT_TRACK := 1
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml requirements.lock
+	@echo "setup: installing the $$(grep -c '^[a-z0-9]' requirements.lock) pinned packages of requirements.lock into $(VENV) (1-3 minutes on a fresh machine) ..."
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@test -x "$(UV)" || $(BIN)/python -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
 	$(UV) pip install --python $(BIN)/python --compile-bytecode --quiet -r requirements.lock
 	$(UV) pip install --python $(BIN)/python --compile-bytecode --quiet --no-deps -e .
 	@touch $@
+	@echo "setup: done"
 
 run: setup
 	$(BIN)/nextbuy demo

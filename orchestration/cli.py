@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -165,6 +166,17 @@ def warehouse(warehouse_path: str | None) -> None:
     _print_warehouse(path)
 
 
+def _to_terminal() -> Callable[[str], None]:
+    """Progress lines for the terminal the command started on, even while a run's own
+    output is redirected to the log."""
+    terminal = sys.stdout
+
+    def echo(line: str) -> None:
+        click.echo(line, file=terminal)
+
+    return echo
+
+
 def _require_warehouse(path: Path) -> Path:
     if not path.exists():
         raise click.ClickException(
@@ -249,6 +261,7 @@ def features(as_of: dt.datetime | None, full_refresh: bool, warehouse_path: str 
             full_refresh=full_refresh,
             log_to=log,
             warehouse=path,
+            progress=_to_terminal(),
         )
     except PipelineFailed as e:
         raise click.ClickException(
@@ -291,7 +304,7 @@ def docs(serve: bool, port: int, warehouse_path: str | None) -> None:
     path = _warehouse(warehouse_path)
     run_dbt(["docs", "generate"], warehouse=path, params=_parameters())
     click.echo(
-        f"dbt docs generated in {dbt_target_path(current_environment())} "
+        f"dbt docs generated in {dbt_target_path(current_environment(), path)} "
         "(index.html, manifest.json, catalog.json)"
     )
     if serve:
@@ -321,7 +334,7 @@ def _pipeline_and_report(as_of: dt.date | None, full_refresh: bool) -> None:
     log = log_path(env)
     click.echo(f"running the pipeline in process (full log: {log}) ...")
     try:
-        result = run_pipeline(as_of, full_refresh=full_refresh, log_to=log)
+        result = run_pipeline(as_of, full_refresh=full_refresh, log_to=log, progress=_to_terminal())
     except PipelineFailed as e:
         raise click.ClickException(
             f"pipeline failed; the previous champion, scores and audience stay in place:\n{e}"
@@ -406,7 +419,7 @@ def tick() -> None:
     from orchestration.pipeline import output_to
 
     with output_to(log):
-        result = run_tick(env)
+        result = run_tick(env, progress=_to_terminal())
     for run in result.runs:
         show(run)
     for name, why in result.skipped.items():
@@ -417,6 +430,41 @@ def tick() -> None:
         raise click.ClickException(
             "a requested run failed; what it did not materialise stays as it was"
         )
+
+
+@main.command()
+@click.option(
+    "--as-of",
+    type=click.DateTime(["%Y-%m-%d"]),
+    default=None,
+    help="The audience's date (default: the date campaign_audience holds, the newest run's).",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write the audience as CSV for an e-mail tool (email, names, id, rank, score, ...).",
+)
+@warehouse_option
+def audience(as_of: dt.datetime | None, out: Path | None, warehouse_path: str | None) -> None:
+    """Show the campaign audience: its size, where it was cut and how ties at the cut were
+    broken; with --out, export it as CSV, best first."""
+    from orchestration.audience import AudienceError, audience_cut, export_audience
+    from thelook.warehouse import connect
+
+    path = _require_warehouse(_warehouse(warehouse_path))
+    date = as_of.date().isoformat() if as_of else None
+    con = connect(path, read_only=True)
+    try:
+        cut = audience_cut(con, date)
+        click.echo(f"campaign_audience: {cut.describe()}")
+        if out is not None:
+            rows = export_audience(con, out, cut.as_of)
+            click.echo(f"wrote {rows:,} customers to {out}")
+    except AudienceError as e:
+        raise click.ClickException(str(e)) from e
+    finally:
+        con.close()
 
 
 @main.command()

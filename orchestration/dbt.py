@@ -77,8 +77,9 @@ def dbt_env(
     return out
 
 
-def dbt_target_path(env: Environment) -> Path:
-    return Path(dbt_env(env)["DBT_TARGET_PATH"])
+def dbt_target_path(env: Environment, warehouse: Path | None = None) -> Path:
+    """Where dbt writes its artefacts (the docs site too) for ``warehouse``."""
+    return Path(dbt_env(env, warehouse=warehouse)["DBT_TARGET_PATH"])
 
 
 def dbt_executable() -> str:
@@ -160,6 +161,43 @@ def dbt_invocation(
             target_path=Path(process_env["DBT_TARGET_PATH"]),
             raise_on_error=raise_on_error,
         )
+
+
+def asset_events(invocation: DbtCliInvocation) -> Iterator[Any]:
+    """The Dagster events of a dbt build, each model's with its row count and column
+    types (dagster-dbt fetches both through the adapter once a model is built; views get
+    no row count, their SQL would run again). On DuckDB the events come once dbt has
+    exited and the adapter's own connection is closed, so a step may read the warehouse
+    while handling them. A failed build yields the events of what it did build, then
+    raises."""
+    events: list[Any] = []
+    try:
+        for event in (
+            invocation.stream().fetch_row_counts().fetch_column_metadata(with_column_lineage=False)
+        ):
+            events.append(event)
+    except BaseException:
+        _close_in_process_duckdb()
+        yield from events
+        raise
+    _close_in_process_duckdb()
+    yield from events
+
+
+def _close_in_process_duckdb() -> None:
+    """Close the DuckDB database dbt-duckdb's adapter opened in this process to fetch that
+    metadata. dbt-duckdb keeps it open for the life of the process (it is built for one dbt
+    command per process), and an open handle with its configuration makes every later
+    connection to the file from this process fail ("different configuration")."""
+    try:
+        from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+    except ImportError:  # another adapter: nothing of DuckDB's is open
+        return
+    with DuckDBConnectionManager._LOCK:
+        environment = DuckDBConnectionManager._ENV
+        DuckDBConnectionManager._ENV = None
+    if environment is not None:
+        environment.close()
 
 
 @dataclass(frozen=True)

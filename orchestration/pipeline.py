@@ -9,7 +9,8 @@ and scripts (the report, the failure summary) is orchestration/run_report.py's.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ import dagster as dg
 
 from orchestration.environment import Environment, current_environment
 from orchestration.partitions import FeatureRun
+from orchestration.progress import step_progress
 from orchestration.run_report import failure_summary, summary_json
 
 DAGSTER_YAML = """\
@@ -40,6 +42,23 @@ def dagster_home(env: Environment) -> Path:
 
 def instance(env: Environment) -> dg.DagsterInstance:
     return dg.DagsterInstance.from_config(str(dagster_home(env)))
+
+
+# The code location workspace.yaml (and pyproject's [tool.dg.project]) names.
+LOCATION_NAME = "nextbuy"
+
+
+def location_tags() -> dict[str, str]:
+    """The tag that files an in-process run under the code location `nextbuy ui` loads, as
+    a run launched from the UI is filed: the job's Runs tab, the overview timeline and the
+    run filters find CLI runs by it. (Dagster adds it only to runs that carry a remote
+    origin, which execute_in_process has not.)"""
+    from dagster._core.definitions.repository_definition.valid_definitions import (
+        SINGLETON_REPOSITORY_NAME,
+    )
+    from dagster._core.storage.tags import REPOSITORY_LABEL_TAG
+
+    return {REPOSITORY_LABEL_TAG: f"{SINGLETON_REPOSITORY_NAME}@{LOCATION_NAME}"}
 
 
 class PipelineFailed(RuntimeError):
@@ -152,6 +171,7 @@ def run_job(
     full_refresh: bool = False,
     log_to: Path | None = None,
     warehouse: Path | None = None,
+    progress: Callable[[str], Any] | None = None,
 ) -> tuple[dg.ExecuteInProcessResult, dg.Definitions]:
     """Execute job ``name`` of the Definitions in this process, recorded in the instance.
 
@@ -159,8 +179,8 @@ def run_job(
     the data); `daily` and `retrain` run for one as-of date partition (``as_of``, default
     the date customer_features is computed as of). With ``log_to``, the run's output
     goes to that file rather than the terminal; with ``warehouse``, the run works on that
-    DuckDB file instead of the environment's. PipelineFailed names the failed checks and
-    steps.
+    DuckDB file instead of the environment's; ``progress`` receives a line as each step
+    starts and ends. PipelineFailed names the failed checks and steps.
     """
     from orchestration.definitions import build_definitions
     from orchestration.defs.features.sensors import features_run_config
@@ -182,16 +202,28 @@ def run_job(
             else:
                 tags = as_of_partition(inst, as_of.isoformat() if as_of else features_as_of(path))
                 run_config = {}
-            result = job.execute_in_process(
-                run_config=run_config, instance=inst, tags=tags, raise_on_error=False
-            )
+            run_id = str(uuid.uuid4())
+            if progress is not None:
+                progress(f"{name} run {run_id}:")
+            with step_progress(inst, run_id, progress):
+                result = job.execute_in_process(
+                    run_config=run_config,
+                    instance=inst,
+                    tags={**tags, **location_tags()},
+                    raise_on_error=False,
+                    run_id=run_id,
+                )
     if not result.success:
         raise PipelineFailed(failure_summary(result, defs, job.asset_layer.executable_asset_keys))
     return result, defs
 
 
 def run_pipeline(
-    as_of: dt.date | None, *, full_refresh: bool = False, log_to: Path | None = None
+    as_of: dt.date | None,
+    *,
+    full_refresh: bool = False,
+    log_to: Path | None = None,
+    progress: Callable[[str], Any] | None = None,
 ) -> PipelineResult:
     """The whole lifecycle in this process: a `features` run over the changed day
     partitions (all of them with ``full_refresh``), then a `retrain` run for the date the
@@ -201,10 +233,10 @@ def run_pipeline(
     env = current_environment()
     with output_to(log_to):  # one log for both runs
         try:
-            run_job("features", as_of, full_refresh=full_refresh)
+            run_job("features", as_of, full_refresh=full_refresh, progress=progress)
         except PipelineFailed as e:
             raise PipelineFailed(f"{e}\n{_not_run('retrain')}") from e
-        result, _ = run_job("retrain", as_of)
+        result, _ = run_job("retrain", as_of, progress=progress)
     decision = result.output_for_node("champion_model")
     scores_event = _materialization(result, SCORES_KEY)
     scored = int(scores_event.get("dagster/row_count", 0)) if scores_event else 0

@@ -13,8 +13,10 @@ NEXTBUY_HOME, so they survive a restart.
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import dagster as dg
 
@@ -59,14 +61,16 @@ def tick(
     *,
     now: dt.datetime | None = None,
     on_run: Callable[[TickRun], None] | None = None,
+    progress: Callable[[str], Any] | None = None,
 ) -> TickResult:
-    """Evaluate every sensor and schedule once and execute what they request."""
+    """Evaluate every sensor and schedule once and execute what they request;
+    ``progress`` receives a line as each step of a run starts and ends."""
     from orchestration.definitions import build_definitions
     from orchestration.pipeline import instance
 
     defs = build_definitions()
     with instance(env) as inst:
-        state = _Tick(inst, defs, on_run)
+        state = _Tick(inst, defs, on_run, progress)
         # The daemon evaluates sensors every few seconds; a tick goes round until none
         # asks for more, so that a run one sensor reacts to (features -> daily -> retrain
         # on alert) happens in the same tick.
@@ -91,11 +95,12 @@ class _Tick:
     inst: dg.DagsterInstance
     defs: dg.Definitions
     on_run: Callable[[TickRun], None] | None
+    progress: Callable[[str], Any] | None
     runs: list[TickRun] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
 
     def run(self, job_name: str, request: dg.RunRequest, tags: dict[str, str], by: str) -> None:
-        self.runs.append(_execute(self.inst, self.defs, job_name, request, tags, by))
+        self.runs.append(_execute(self.inst, self.defs, job_name, request, tags, by, self.progress))
         if self.on_run:
             self.on_run(self.runs[-1])
 
@@ -188,16 +193,24 @@ def _execute(
     request: dg.RunRequest,
     tags: dict[str, str],
     requested_by: str,
+    progress: Callable[[str], Any] | None = None,
 ) -> TickRun:
+    from orchestration.pipeline import location_tags
+    from orchestration.progress import step_progress
     from orchestration.run_report import failure_summary
 
     job = defs.resolve_job_def(job_name)
-    result = job.execute_in_process(
-        run_config=request.run_config or None,
-        instance=inst,
-        tags=tags,
-        raise_on_error=False,
-    )
+    run_id = str(uuid.uuid4())
+    if progress is not None:
+        progress(f"{requested_by} -> {job_name} run {run_id}:")
+    with step_progress(inst, run_id, progress):
+        result = job.execute_in_process(
+            run_config=request.run_config or None,
+            instance=inst,
+            tags={**tags, **location_tags()},
+            raise_on_error=False,
+            run_id=run_id,
+        )
     return TickRun(
         requested_by=requested_by,
         job=job_name,

@@ -7,6 +7,10 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
@@ -61,17 +65,33 @@ def ui_commands(env: Environment, ports: UiPorts) -> dict[str, list[str]]:
 
 
 def serve_uis(env: Environment, ports: UiPorts, echo: Callable[[str], None] = print) -> None:
-    """Generate the dbt docs, start every UI and wait; on Ctrl-C (or when one exits) stop
-    the others with SIGINT, as a terminal would."""
+    """Generate the dbt docs, start every UI, say when each answers, and wait; on Ctrl-C (or
+    when one exits) stop the others with SIGINT, as a terminal would."""
     from orchestration.dbt import run_dbt
     from orchestration.pipeline import dagster_home
 
+    echo("generating the dbt docs ...")
     run_dbt(["docs", "generate", "--quiet"], warehouse=env.warehouse_path)
     commands = ui_commands(env, ports)
-    process_env = {**os.environ, "DAGSTER_HOME": str(dagster_home(env))}
+    process_env = {
+        **os.environ,
+        "DAGSTER_HOME": str(dagster_home(env)),
+        # Links in Dagster's metadata point at this MLflow UI.
+        "NEXTBUY_MLFLOW_UI_URL": f"http://127.0.0.1:{ports.mlflow}",
+    }
     processes = [subprocess.Popen(c, env=process_env) for c in commands.values()]
-    for name, port in zip(commands, ports, strict=True):
-        echo(f"{name}: http://127.0.0.1:{port}")
+    echo(
+        "starting " + ", ".join(commands) + " (Dagster loads the code location first: "
+        "up to a minute or two) ..."
+    )
+    watchers = [
+        threading.Thread(
+            target=_announce, args=(name, port, process, echo), name=f"ready-{port}", daemon=True
+        )
+        for (name, port), process in zip(zip(commands, ports, strict=True), processes, strict=True)
+    ]
+    for watcher in watchers:
+        watcher.start()
     try:
         for process in processes:
             process.wait()
@@ -83,3 +103,39 @@ def serve_uis(env: Environment, ports: UiPorts, echo: Callable[[str], None] = pr
                 process.send_signal(signal.SIGINT)
         for process in processes:
             process.wait()
+
+
+def _announce(
+    name: str, port: int, process: subprocess.Popen[bytes], echo: Callable[[str], None]
+) -> None:
+    url = f"http://127.0.0.1:{port}"
+    took = wait_until_answers(url, process, timeout=READY_TIMEOUT_SECONDS)
+    if took is None:
+        if process.poll() is None:
+            echo(f"{name}: not answering at {url} after {READY_TIMEOUT_SECONDS:.0f} s")
+        else:
+            echo(f"{name}: exited with code {process.returncode} before answering at {url}")
+    else:
+        echo(f"{name}: ready at {url} ({took:.0f} s)")
+
+
+READY_TIMEOUT_SECONDS = 300.0
+
+
+def wait_until_answers(
+    url: str, process: subprocess.Popen[bytes] | None = None, *, timeout: float
+) -> float | None:
+    """Seconds until ``url`` answered an HTTP GET (any status), or None when ``timeout``
+    passed or ``process`` exited first."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if process is not None and process.poll() is not None:
+            return None
+        try:
+            with urllib.request.urlopen(url, timeout=5):
+                return time.monotonic() - start
+        except urllib.error.HTTPError:
+            return time.monotonic() - start  # it answered, with an error page
+        except (urllib.error.URLError, OSError):
+            time.sleep(0.5)
+    return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -61,6 +62,11 @@ def test_features_builds_and_counts_the_marts() -> None:
     result = runner.invoke(main, ["features", "--as-of", "2024-04-01"])
     assert result.exit_code == 0, result.output
     assert "marts.training_examples" in result.output and "label rate" in result.output
+    # Progress while the run's own output goes to the log: each step's start and end.
+    assert re.search(r"^features run [0-9a-f-]{36}:$", result.output, re.M), result.output
+    assert re.search(r"^  \d\d:\d\d:\d\d feature_models \.\.\.$", result.output, re.M)
+    assert re.search(r"^  \d\d:\d\d:\d\d feature_models done \(\d+ s\)$", result.output, re.M)
+    _runs_are_filed_under_the_ui_code_location()
     again = runner.invoke(main, ["dbt", "run", "--select", "customer_features"])
     assert again.exit_code == 0
 
@@ -69,3 +75,18 @@ def test_pipeline_without_a_warehouse_says_what_to_do() -> None:
     result = CliRunner().invoke(main, ["pipeline"])
     assert result.exit_code == 1
     assert "no warehouse at" in result.output and "nextbuy simulate" in result.output
+
+
+def _runs_are_filed_under_the_ui_code_location() -> None:
+    """The UI lists a job's runs by the code location's label: CLI runs carry it too."""
+    import yaml
+
+    from orchestration.environment import PROJECT_ROOT, current_environment
+    from orchestration.pipeline import instance
+
+    workspace = yaml.safe_load((PROJECT_ROOT / "workspace.yaml").read_text())
+    location = workspace["load_from"][0]["python_module"]["location_name"]
+    with instance(current_environment()) as inst:
+        runs = inst.get_runs()
+    assert runs and {r.job_name for r in runs} == {"features"}
+    assert {r.tags.get(".dagster/repository") for r in runs} == {f"__repository__@{location}"}

@@ -311,11 +311,54 @@ def test_scores_and_audience_are_written_for_every_customer(history: History, ho
     assert scores.groupby("decile")["score"].min().is_monotonic_decreasing
     champion = first.champion
     assert set(scores["model_version"].astype(str)) == {str(champion.version)}
-    # The audience is the top 10% by score, best first.
+    # The audience is the top 10% by score, best first (equal scores ordered by
+    # target-brand share, then recency, then id).
     assert len(audience) == pytest.approx(len(scores) * 0.10, abs=1)
-    top = scores.sort_values(["score", "customer_id"], ascending=[False, True]).head(len(audience))
-    assert audience["customer_id"].tolist() == top["customer_id"].tolist()
+    left_out = scores[~scores["customer_id"].isin(audience["customer_id"])]
+    assert audience["score"].min() >= left_out["score"].astype("float32").max()
+    key = ["score", "prior_target_brand_share", "days_since_last_order", "customer_id"]
+    best_first = audience.sort_values(key, ascending=[False, False, True, True])
+    assert audience["customer_id"].tolist() == best_first["customer_id"].tolist()
+    assert audience["prior_target_brand_share"].notna().all()
     assert first.result.scored == len(scores) and first.result.audience == len(audience)
+
+
+def test_dbt_assets_show_row_counts_column_types_and_the_audience_cut(
+    history: History, home: Path
+) -> None:
+    import dagster as dg
+
+    from orchestration.environment import current_environment
+    from orchestration.pipeline import instance
+
+    con = connect(home / "warehouse.duckdb", read_only=True)
+    try:
+        audience = con.execute("select count(*) from marts.campaign_audience").fetchone()
+        features = con.execute("select count(*) from marts.customer_features").fetchone()
+    finally:
+        con.close()
+    with instance(current_environment()) as inst:
+        latest = {
+            name: inst.get_latest_materialization_event(dg.AssetKey(["marts", name]))
+            for name in ("campaign_audience", "customer_features")
+        }
+    metadata = {
+        name: {k: v.value for k, v in event.asset_materialization.metadata.items()}  # type: ignore[union-attr]
+        for name, event in latest.items()
+        if event is not None
+    }
+    assert audience is not None and features is not None
+    assert metadata["customer_features"]["dagster/row_count"] == features[0]
+    assert metadata["campaign_audience"]["dagster/row_count"] == audience[0]
+    columns = {
+        c.name: c.type.lower()
+        for c in metadata["customer_features"]["dagster/column_schema"].columns
+    }
+    assert columns["customer_id"] == "bigint" and columns["as_of"] == "timestamp"
+    cut = metadata["campaign_audience"]
+    assert cut["customers"] == audience[0] and cut["scored_customers"] == features[0]
+    assert cut["tied_at_cut"] >= cut["admitted_at_cut"] >= 1
+    assert cut["cut"].startswith(f"{audience[0]:,} of {features[0]:,} scored customers")
 
 
 def test_scoring_twice_gives_the_same_table(history: History) -> None:
@@ -334,7 +377,7 @@ def test_a_candidate_equal_to_the_champion_is_not_promoted(history: History) -> 
     # Same data, same parameters, same seed: the same model.
     assert report["auc"] == history.runs["first"].result.report["auc"]
     assert report["promoted"] is False
-    assert "champion" in report["reason"] and "does not exclude zero" in report["reason"]
+    assert report["reason"].startswith("not promoted: no better than champion (roc_auc +0.0000")
     # Every candidate is registered, promoted or not.
     assert history.runs["again"].versions == history.runs["first"].versions + 1
 
@@ -393,6 +436,18 @@ def test_every_asset_is_described_grouped_and_lineage_starts_at_raw(home: Path) 
     assert {"sources", "features", "training", "scoring"} <= groups
     for key in graph.get_all_asset_keys():
         assert graph.get(key).description, f"{key.to_user_string()} has no description"
+    # The raw tables' columns carry the descriptions of dbt's sources YAML.
+    for table in ("users", "orders", "order_items", "products"):
+        schema = graph.get(dg.AssetKey(["raw", table])).metadata["dagster/column_schema"]
+        assert all(c.description for c in schema.columns), table
+    # Every check says what it checks: GX suites, monitoring, and each dbt test (its dbt
+    # description, or its kind, column and model).
+    checks = [graph.get_check_spec(key) for key in graph.asset_check_keys]
+    assert len(checks) > 50
+    undescribed = [spec.key.to_user_string() for spec in checks if not spec.description]
+    assert not undescribed, undescribed
+    leakage = next(s for s in checks if s.name == "assert_features_see_only_earlier_purchases")
+    assert leakage.description and "leak" in leakage.description.lower()
     audience = dg.AssetKey(["marts", "campaign_audience"])
     upstream = graph.upstream_key_iterator(audience)
     ancestors = set()

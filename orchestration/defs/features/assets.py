@@ -14,7 +14,13 @@ import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets, get_asset_key_for_model
 from pydantic import Field
 
-from orchestration.dbt import SCORING_SELECTOR, dbt_invocation, dbt_project, prepare_manifest
+from orchestration.dbt import (
+    SCORING_SELECTOR,
+    asset_events,
+    dbt_invocation,
+    dbt_project,
+    prepare_manifest,
+)
 from orchestration.partitions import AS_OF_DATES, ORDER_ITEMS_DAYS
 from orchestration.resources import ParametersResource, WarehouseResource
 
@@ -33,7 +39,44 @@ class NextbuyTranslator(DagsterDbtTranslator):
         return super().get_asset_key(dbt_resource_props)
 
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
-        return super().get_group_name(dbt_resource_props) or "features"
+        """By the model's dbt tags (`monitoring`, `scoring`), else features."""
+        tags = set(dbt_resource_props.get("tags") or ())
+        group = next((g for g in ("monitoring", "scoring") if g in tags), "features")
+        return super().get_group_name(dbt_resource_props) or group
+
+    def get_asset_check_spec(
+        self,
+        asset_spec: dg.AssetSpec,
+        manifest: Mapping[str, Any],
+        unique_id: str,
+        project: Any,
+    ) -> dg.AssetCheckSpec | None:
+        """dagster-dbt describes a check only from the test's `meta.description`; the
+        test's own dbt `description` (what the docs site shows) comes first here, and a
+        test without one is described by what it is and where it applies."""
+        spec = super().get_asset_check_spec(asset_spec, manifest, unique_id, project)
+        if spec is None or spec.description:
+            return spec
+        return spec._replace(description=check_description(manifest["nodes"][unique_id]))
+
+
+def check_description(test: Mapping[str, Any]) -> str:
+    """A dbt test's description for people: its own, else its kind, column and model."""
+    if test.get("description"):
+        return str(test["description"])
+    metadata = test.get("test_metadata") or {}
+    model = test.get("attached_node", "").rsplit(".", 1)[-1] or "the model"
+    kind = metadata.get("name")
+    if not kind:  # a singular test: a query that returns the rows breaking the rule
+        return f"dbt singular test {test['name']} ({test.get('original_file_path', '')})"
+    column = test.get("column_name")
+    where = f"column {column} of {model}" if column else model
+    arguments = {k: v for k, v in (metadata.get("kwargs") or {}).items() if k not in _IMPLIED}
+    detail = f" ({', '.join(f'{k}: {v}' for k, v in arguments.items())})" if arguments else ""
+    return f"dbt test {kind} on {where}{detail}."
+
+
+_IMPLIED = {"column_name", "model"}
 
 
 class FeaturesConfig(dg.Config):
@@ -105,21 +148,23 @@ def feature_models(
     as_of = config.as_of or _data_as_of(partitions, Path(warehouse.path))
     context.log.info(f"raw.order_items partitions {shown}; customer_features as of {as_of}")
     args = ["build", *(["--full-refresh"] if config.full_refresh else [])]
-    for event in dbt_invocation(
-        dbt,
-        args,
-        params=parameters.load(),
-        warehouse=Path(warehouse.path),
-        as_of=as_of,
-        partitions=days,
-        # A run over some days tests only the customers it rebuilt (macros/scoped_tests.sql);
-        # full builds and rebuilds test whole tables.
-        changed_only=days is not None,
-        context=context,
-    ).stream():
+    for event in asset_events(
+        dbt_invocation(
+            dbt,
+            args,
+            params=parameters.load(),
+            warehouse=Path(warehouse.path),
+            as_of=as_of,
+            partitions=days,
+            # A run over some days tests only the customers it rebuilt (macros/scoped_tests.sql);
+            # full builds and rebuilds test whole tables.
+            changed_only=days is not None,
+            context=context,
+        )
+    ):
         # The date the scoring of this build is for: what the next step (the sensor
         # features_ready, `nextbuy pipeline`) reads back.
-        if _is_features(context, event):
+        if _is_model(context, event, CUSTOMER_FEATURES_KEY):
             event = event.with_metadata(
                 {**event.metadata, AS_OF_METADATA: as_of, "partitions": shown}
             )
@@ -138,11 +183,11 @@ def feature_models(
 AS_OF_METADATA = "as_of"
 
 
-def _is_features(context: dg.AssetExecutionContext, event: Any) -> bool:
+def _is_model(context: dg.AssetExecutionContext, event: Any, key: dg.AssetKey) -> bool:
     if isinstance(event, dg.AssetMaterialization):
-        return event.asset_key == CUSTOMER_FEATURES_KEY
+        return event.asset_key == key
     if isinstance(event, dg.Output):
-        return context.asset_key_for_output(event.output_name) == CUSTOMER_FEATURES_KEY
+        return context.asset_key_for_output(event.output_name) == key
     return False
 
 
@@ -175,15 +220,31 @@ def scoring_models(
     parameters: ParametersResource,
 ) -> Iterator[Any]:
     """campaign_audience: the top customers by the champion's scores of the partition's
-    as-of date."""
-    yield from dbt_invocation(
-        dbt,
-        ["build"],
-        params=parameters.load(),
-        warehouse=Path(warehouse.path),
-        as_of=context.partition_key,
-        context=context,
-    ).stream()
+    as-of date; its metadata says where the audience was cut and how many customers
+    shared the score at the cut (orchestration/audience.py)."""
+    for event in asset_events(
+        dbt_invocation(
+            dbt,
+            ["build"],
+            params=parameters.load(),
+            warehouse=Path(warehouse.path),
+            as_of=context.partition_key,
+            context=context,
+        )
+    ):
+        if _is_model(context, event, AUDIENCE_KEY):
+            event = event.with_metadata({**event.metadata, **_audience_metadata(warehouse)})
+        yield event
+
+
+def _audience_metadata(warehouse: WarehouseResource) -> dict[str, Any]:
+    from orchestration.audience import audience_cut
+
+    # dbt has finished by now: dagster-dbt yields a DuckDB build's events only after the
+    # dbt process exits and releases the file.
+    with warehouse.connect(read_only=True) as con:
+        cut = audience_cut(con)
+    return {**cut.as_metadata(), "cut": cut.describe()}
 
 
 def model_key(model: str) -> dg.AssetKey:
@@ -195,3 +256,4 @@ def model_key(model: str) -> dg.AssetKey:
 
 TRAINING_EXAMPLES_KEY = model_key("training_examples")
 CUSTOMER_FEATURES_KEY = model_key("customer_features")
+AUDIENCE_KEY = get_asset_key_for_model([scoring_models], "campaign_audience")

@@ -21,7 +21,25 @@ _DESCRIPTIONS = {
 TRUTH_ORDERS_KEY = dg.AssetKey(["truth", "orders"])
 
 
+def source_column_descriptions() -> dict[str, dict[str, str]]:
+    """table -> column -> description of the raw thelook tables, from dbt's sources YAML
+    (dbt_project/models/staging/_thelook__sources.yml), where analysts read them too."""
+    import json
+
+    from orchestration.dbt import prepare_manifest
+
+    manifest = json.loads(prepare_manifest().read_text(encoding="utf-8"))
+    return {
+        source["name"]: {
+            name: column.get("description", "") for name, column in source["columns"].items()
+        }
+        for source in manifest["sources"].values()
+        if source["source_name"] == "thelook"
+    }
+
+
 def raw_table_specs() -> list[dg.AssetSpec]:
+    described = source_column_descriptions()
     specs = [
         dg.AssetSpec(
             key=dg.AssetKey([RAW_SCHEMA, table.name]),
@@ -30,7 +48,14 @@ def raw_table_specs() -> list[dg.AssetSpec]:
             kinds={"duckdb"},
             metadata={
                 "dagster/column_schema": dg.TableSchema(
-                    columns=[dg.TableColumn(c.name, c.bq_type) for c in table.columns]
+                    columns=[
+                        dg.TableColumn(
+                            c.name,
+                            c.bq_type,
+                            description=described.get(table.name, {}).get(c.name) or None,
+                        )
+                        for c in table.columns
+                    ]
                 ),
                 "dagster/table_name": table.qualified_name,
             },
