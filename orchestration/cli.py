@@ -418,8 +418,9 @@ def tick() -> None:
 
     from orchestration.pipeline import output_to
 
-    with output_to(log):
-        result = run_tick(env, progress=_to_terminal())
+    echo = _to_terminal()  # before the output goes to the log
+    with output_to(log, echo):
+        result = run_tick(env, progress=echo)
     for run in result.runs:
         show(run)
     for name, why in result.skipped.items():

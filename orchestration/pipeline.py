@@ -9,12 +9,14 @@ and scripts (the report, the failure summary) is orchestration/run_report.py's.
 from __future__ import annotations
 
 import datetime as dt
+import io
+import re
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import dagster as dg
 
@@ -81,19 +83,48 @@ def log_path(env: Environment) -> Path:
 
 
 @contextmanager
-def output_to(path: Path | None) -> Iterator[None]:
+def output_to(path: Path | None, progress: Callable[[str], Any] | None = None) -> Iterator[None]:
     """dagster-dbt writes every dbt line to stdout and Dagster logs each event to stderr:
-    hundreds of lines. The CLI sends them to a file and prints a short report instead."""
+    hundreds of lines. The CLI sends them to a file and prints a short report instead;
+    with ``progress``, dbt's line for each model it builds goes there too."""
     if path is None:
         yield
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    with (
-        open(path, "w", encoding="utf-8") as log,
-        redirect_stdout(log),
-        redirect_stderr(log),
-    ):
-        yield
+    with open(path, "w", encoding="utf-8") as file:
+        log = file if progress is None else DbtProgressLog(file, progress)
+        with redirect_stdout(log), redirect_stderr(log):  # type: ignore[type-var]
+            yield
+        log.flush()
+
+
+# dbt's line for a model it built or failed to build ("3 of 118 OK created sql table model
+# marts.customer_features ... [OK in 2.31s]"), without its colour codes.
+_DBT_MODEL_LINE = re.compile(r"\d+ of \d+ (OK created|ERROR creating) .*")
+_COLOUR = re.compile(r"\x1b\[[0-9;]*m")
+
+
+class DbtProgressLog(io.TextIOBase):
+    """A log file that also hands dbt's model lines to ``progress``, so a terminal shows
+    the models being built while the log takes everything."""
+
+    def __init__(self, file: TextIO, progress: Callable[[str], Any]) -> None:
+        self._file = file
+        self._progress = progress
+        self._partial = ""
+
+    def write(self, text: str) -> int:
+        self._file.write(text)
+        lines = (self._partial + text).split("\n")
+        self._partial = lines.pop()
+        for line in lines:
+            match = _DBT_MODEL_LINE.search(_COLOUR.sub("", line))
+            if match:
+                self._progress(f"    dbt: {re.sub(r' [.]{3,} ', ' ', match.group(0))}")
+        return len(text)
+
+    def flush(self) -> None:
+        self._file.flush()
 
 
 def feature_run(
@@ -187,7 +218,7 @@ def run_job(
 
     env = current_environment()
     path = warehouse or env.warehouse_path
-    with output_to(log_to):
+    with output_to(log_to, progress):
         defs = build_definitions(warehouse=warehouse)
         job = defs.resolve_job_def(name)
         with instance(env) as inst:
@@ -231,7 +262,7 @@ def run_pipeline(
     from orchestration.defs.scoring.assets import SCORES_KEY
 
     env = current_environment()
-    with output_to(log_to):  # one log for both runs
+    with output_to(log_to, progress):  # one log for both runs
         try:
             run_job("features", as_of, full_refresh=full_refresh, progress=progress)
         except PipelineFailed as e:

@@ -66,6 +66,8 @@ def test_features_builds_and_counts_the_marts() -> None:
     assert re.search(r"^features run [0-9a-f-]{36}:$", result.output, re.M), result.output
     assert re.search(r"^  \d\d:\d\d:\d\d feature_models \.\.\.$", result.output, re.M)
     assert re.search(r"^  \d\d:\d\d:\d\d feature_models done \(\d+ s\)$", result.output, re.M)
+    model = r"^    dbt: \d+ of \d+ OK created sql \w+ model marts.customer_features \[OK in "
+    assert re.search(model, result.output, re.M), result.output
     _runs_are_filed_under_the_ui_code_location()
     again = runner.invoke(main, ["dbt", "run", "--select", "customer_features"])
     assert again.exit_code == 0
