@@ -50,8 +50,12 @@ def test_the_sentence_of_the_report_that_was_wrong() -> None:
     """The report once said "interval does not exclude zero" for [-0.0357, -0.0016]."""
     from ml.gate import Comparison, gate_sentence
 
-    stays = Comparison("champion", "roc_auc", 0.5773, 0.5960, -0.0187, -0.0357, -0.0016, 0.95, 0.005)
-    rule = Comparison("rate_by_gender", "roc_auc", 0.5773, 0.5703, 0.007, -0.012, 0.026, 0.95, 0.005)
+    stays = Comparison(
+        "champion", "roc_auc", 0.5773, 0.5960, -0.0187, -0.0357, -0.0016, 0.95, 0.005
+    )
+    rule = Comparison(
+        "rate_by_gender", "roc_auc", 0.5773, 0.5703, 0.007, -0.012, 0.026, 0.95, 0.005
+    )
     sentence = gate_sentence([rule, stays])
     assert sentence == (
         "not promoted: worse than champion (roc_auc -0.0187, 95% CI -0.0357 to -0.0016); "
