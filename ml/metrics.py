@@ -8,7 +8,9 @@ precision and lift in the top k% (ties counted fractionally) come from
 
 Scores that are not probabilities (e.g. the prior-share rule) have ranking metrics but no
 log loss or Brier: ``evaluate(..., probabilities=False)`` reports those as NaN rather than
-punishing a rule for a scale it never claimed.
+punishing a rule for a scale it never claimed. NaN says nothing to a reader: the
+``readable_*`` methods of ``Evaluation`` and ``missing_reason`` show each missing value as
+``n/a: <why>`` (not probabilities, one class only, too few positives in a slice).
 """
 
 from __future__ import annotations
@@ -24,11 +26,13 @@ import numpy.typing as npt
 import pandas as pd
 from sklearn import metrics as sklearn_metrics  # type: ignore[import-untyped]
 
+from ml.slices import NULL_SLICE
 from ml.weighted_metrics import LOWER_IS_BETTER, TieGroups, weighted_metric
 
 FloatArray = npt.NDArray[np.float64]
 
-_NULL_SLICE = "NULL"
+# What a metric that has no value shows in place of NaN, before its reason.
+NOT_AVAILABLE = "n/a"
 _METRIC_KEY_UNSAFE = re.compile(r"[^A-Za-z0-9_\-. /]")
 
 
@@ -206,6 +210,74 @@ class Evaluation:
     overall: dict[str, float]
     # One row per (slice, value): columns slice, value, n, positives, then the metrics.
     by_slice: pd.DataFrame
+    # How it was measured, so that a missing value can say why (``readable_*``).
+    probabilities: bool = True
+    min_slice_positives: int = 1
+
+    def readable_overall(self, digits: int = 4) -> dict[str, str]:
+        """The overall metrics as text: numbers rounded, counts with thousands
+        separators, and a metric without a value as ``n/a: <why>`` (``missing_reason``).
+
+        >>> from ml.metrics import evaluate
+        >>> result = evaluate([0, 1, 0, 1], [1.0, 7.0, 2.0, 9.0], top_k_percents=[50],
+        ...                   min_slice_positives=1, probabilities=False)
+        >>> text = result.readable_overall()
+        >>> text["n"], text["roc_auc"], text["log_loss"]
+        ('4', '1.0000', 'n/a: scores are not probabilities')
+        """
+        n, positives = self.overall["n"], self.overall["positives"]
+        return {
+            name: _readable(
+                name, value, missing_reason(name, n, positives, self.probabilities), digits
+            )
+            for name, value in self.overall.items()
+        }
+
+    def readable_by_slice(
+        self,
+        label: Callable[[str, str], str] | None = None,
+        digits: int = 4,
+        *,
+        note: bool = True,
+    ) -> pd.DataFrame:
+        """``by_slice`` as text, one row per slice value: ``slice`` names it as people read
+        it (``label(slice, value)``, e.g. ``ml.slices.slice_labeller``; ``slice = value``
+        by default), then n, positives and every metric, a missing one as ``n/a: <why>``.
+        With ``note``, a row whose every metric is missing for one reason (a thin slice)
+        shows ``n/a`` in its cells and the reason once, in a last column ``note``.
+
+        >>> from ml.metrics import evaluate
+        >>> result = evaluate(
+        ...     [1, 0, 1, 0, 1, 0, 0],
+        ...     [0.9, 0.2, 0.8, 0.3, 0.4, 0.6, 0.1],
+        ...     {"city": ["Oslo", "Oslo", "Oslo", "Oslo", "Lima", "Lima", "Lima"]},
+        ...     top_k_percents=[50],
+        ...     min_slice_positives=2,
+        ... )
+        >>> table = result.readable_by_slice(note=False)
+        >>> table[["slice", "n", "positives", "roc_auc"]].to_dict("records")[0]
+        {'slice': 'city = Lima', 'n': '3', 'positives': '1', 'roc_auc': 'n/a: fewer than 2 positives (1)'}
+        >>> table.loc[1, "roc_auc"]
+        '1.0000'
+        >>> result.readable_by_slice()[["slice", "roc_auc", "note"]].to_dict("records")
+        [{'slice': 'city = Lima', 'roc_auc': 'n/a', 'note': 'n/a: fewer than 2 positives (1)'}, {'slice': 'city = Oslo', 'roc_auc': '1.0000', 'note': ''}]
+        """
+        name = label or (lambda column, value: f"{column} = {value}")
+        metric_columns = [c for c in self.by_slice.columns if c not in _SLICE_KEYS]
+        rows = []
+        for record in self.by_slice.to_dict("records"):
+            n, positives = float(record["n"]), float(record["positives"])
+            row = {"slice": name(str(record["slice"]), str(record["value"]))}
+            for column in metric_columns:
+                why = missing_reason(
+                    column, n, positives, self.probabilities, self.min_slice_positives
+                )
+                row[column] = _readable(column, float(record[column]), why, digits)
+            rows.append(row)
+        table = pd.DataFrame(rows, columns=["slice", *metric_columns])
+        if not note:
+            return table
+        return _shared_reason_as_note(table, [c for c in metric_columns if c not in _COUNTS])
 
     def flat(self) -> dict[str, float]:
         """One flat mapping (``roc_auc``, ``gender.F.roc_auc``...), e.g. for MLflow.
@@ -220,6 +292,117 @@ class Evaluation:
             for column in metric_columns:
                 flat[f"{record['slice']}.{value}.{column}"] = float(record[column])
         return flat
+
+
+_SLICE_KEYS = ("slice", "value")
+_COUNTS = ("n", "positives")
+_NEEDS_POSITIVES = re.compile(r"pr_auc|precision_at_.*|lift_at_.*")
+
+
+def missing_reason(
+    metric: str,
+    n: float,
+    positives: float,
+    probabilities: bool = True,
+    min_slice_positives: int | None = None,
+) -> str:
+    """Why ``metric`` has no value on ``n`` rows holding ``positives`` positives, as
+    ``evaluate`` measures them; "" when it has one.
+
+    ``min_slice_positives`` is given for a slice value: ``evaluate`` leaves every metric
+    of a slice value with fewer positives or negatives than that empty.
+
+    >>> from ml.metrics import missing_reason
+    >>> missing_reason("roc_auc", n=50, positives=0)
+    'n/a: only one class (no positives)'
+    >>> missing_reason("lift_at_10", n=50, positives=0), missing_reason("brier", n=50, positives=0)
+    ('n/a: no positives', '')
+    >>> missing_reason("log_loss", n=50, positives=9, probabilities=False)
+    'n/a: scores are not probabilities'
+    >>> missing_reason("roc_auc", n=500, positives=12, min_slice_positives=30)
+    'n/a: fewer than 30 positives (12)'
+    >>> missing_reason("base_rate", n=40, positives=38, min_slice_positives=30)
+    'n/a: fewer than 30 negatives (2)'
+    """
+    negatives = n - positives
+    one_class = ""
+    if positives <= 0 or negatives <= 0:
+        missing = "no positives" if positives <= 0 else "no negatives"
+        one_class = f"{NOT_AVAILABLE}: only one class ({missing})"
+    if metric in _COUNTS:
+        return ""
+    if min_slice_positives is not None:
+        least = max(min_slice_positives, 1)
+        if one_class:
+            return one_class
+        if positives < least:
+            return f"{NOT_AVAILABLE}: fewer than {least} positives ({positives:,.0f})"
+        if negatives < least:
+            return f"{NOT_AVAILABLE}: fewer than {least} negatives ({negatives:,.0f})"
+    if metric in LOWER_IS_BETTER and not probabilities:
+        return f"{NOT_AVAILABLE}: scores are not probabilities"
+    if metric == "roc_auc" and one_class:
+        return one_class
+    if _NEEDS_POSITIVES.fullmatch(metric) and positives <= 0:
+        return f"{NOT_AVAILABLE}: no positives"
+    return ""
+
+
+def _shared_reason_as_note(table: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """Rows whose ``columns`` all hold the same ``n/a: <why>``: ``n/a`` in each, the reason
+    once in a new last column ``note`` ("" in other rows)."""
+    out = table.copy()
+    notes = []
+    for index, cells in out[columns].iterrows():
+        values = set(cells.tolist())
+        reason = values.pop() if len(values) == 1 else ""
+        if columns and reason.startswith(f"{NOT_AVAILABLE}: "):
+            out.loc[index, columns] = NOT_AVAILABLE
+            notes.append(reason)
+        else:
+            notes.append("")
+    out["note"] = notes
+    return out
+
+
+def _readable(metric: str, value: float, reason: str, digits: int) -> str:
+    if not math.isfinite(value):
+        return reason or NOT_AVAILABLE
+    if metric in _COUNTS:
+        return f"{value:,.0f}"
+    return f"{value:.{digits}f}"
+
+
+def slice_comparison(
+    evaluations: Mapping[str, Evaluation],
+    metric: str,
+    label: Callable[[str, str], str] | None = None,
+    digits: int = 4,
+) -> pd.DataFrame:
+    """One metric per slice value for several scorers measured on the same rows (the
+    first one's n and positives), as text: who each scorer works for. A slice value too
+    thin for every scorer shows ``n/a`` and the reason once, in ``note``.
+
+    >>> from ml.metrics import evaluate, slice_comparison
+    >>> y, slices = [1, 0, 1, 0], {"gender": ["F", "F", "M", "M"]}
+    >>> evaluations = {
+    ...     name: evaluate(y, score, slices, top_k_percents=[50], min_slice_positives=1)
+    ...     for name, score in {"model": [0.9, 0.1, 0.8, 0.2], "rule": [0.5] * 4}.items()
+    ... }
+    >>> slice_comparison(evaluations, "roc_auc").to_dict("records")[0]
+    {'slice': 'gender = F', 'n': '2', 'positives': '1', 'model': '1.0000', 'rule': '0.5000', 'note': ''}
+    """
+    if not evaluations:
+        return pd.DataFrame(columns=["slice", *_COUNTS, "note"])
+    readable = {
+        name: evaluation.readable_by_slice(label, digits, note=False)
+        for name, evaluation in evaluations.items()
+    }
+    first = next(iter(readable.values()))
+    table = first[["slice", *_COUNTS]].copy()
+    for name, frame in readable.items():
+        table[name] = frame[metric].to_numpy() if metric in frame else NOT_AVAILABLE
+    return _shared_reason_as_note(table, list(readable))
 
 
 def metric_names(top_k_percents: list[float] | tuple[float, ...]) -> list[str]:
@@ -287,7 +470,7 @@ def evaluate(
         keys = pd.Series(np.asarray(values, dtype=object).ravel(), dtype=object)
         if len(keys) != y.size:
             raise ValueError(f"slice {slice_name!r} has {len(keys)} values for {y.size} examples")
-        keys = keys.where(keys.notna(), _NULL_SLICE).astype(str)
+        keys = keys.where(keys.notna(), NULL_SLICE).astype(str)
         for value, index in sorted(keys.groupby(keys).indices.items()):
             y_part, s_part = y[index], s[index]
             positives = int(y_part.sum())
@@ -303,4 +486,9 @@ def evaluate(
                 row.update(_all_metrics(y_part, s_part, names, probabilities))
             rows.append(row)
     columns = ["slice", "value", "n", "positives", "base_rate", *names]
-    return Evaluation(overall=overall, by_slice=pd.DataFrame(rows, columns=columns))
+    return Evaluation(
+        overall=overall,
+        by_slice=pd.DataFrame(rows, columns=columns),
+        probabilities=probabilities,
+        min_slice_positives=min_slice_positives,
+    )

@@ -12,6 +12,7 @@ displayed and no global state is touched: the caller saves or logs it (e.g.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Mapping
 
 import numpy as np
@@ -20,6 +21,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from PIL import Image
 from sklearn.metrics import roc_curve  # type: ignore[import-untyped]
 
 from ml.metrics import _labels_and_scores, calibration_table, roc_auc
@@ -32,6 +34,26 @@ def _new_figure(columns: int = 1) -> tuple[Figure, list[Axes]]:
     # Attaching the Agg canvas makes savefig work without pyplot or a display.
     FigureCanvasAgg(figure)
     return figure, [figure.add_subplot(1, columns, i + 1) for i in range(columns)]
+
+
+def figure_png(figure: Figure, dpi: int = 72, colours: int = 256) -> bytes:
+    """The figure as a small PNG: rendered at ``dpi`` and reduced to a palette of
+    ``colours`` (a third of the bytes for these line plots, no visible change), for pages
+    that embed images inline, such as Dagster's metadata.
+
+    >>> from ml.plots import figure_png, roc_figure
+    >>> data = figure_png(roc_figure([0, 1, 0, 1], {"model": [0.2, 0.9, 0.4, 0.6]}))
+    >>> data[:8] == b"\\x89PNG\\r\\n\\x1a\\n", len(data) < 20_000
+    (True, True)
+    """
+    rendered = io.BytesIO()
+    figure.savefig(rendered, format="png", dpi=dpi)
+    rendered.seek(0)
+    with Image.open(rendered) as image:
+        palette = image.convert("RGB").quantize(colors=colours)
+    out = io.BytesIO()
+    palette.save(out, format="PNG", optimize=True)
+    return out.getvalue()
 
 
 def _rates(y: FloatArray, s: FloatArray) -> tuple[FloatArray, FloatArray]:

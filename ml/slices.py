@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
 OTHER = "other"
+# The value ``ml.metrics.evaluate`` reports NULL slice values under.
+NULL_SLICE = "NULL"
 
 
 def top_values(values: pd.Series, keep: int) -> npt.NDArray[np.object_]:
@@ -80,3 +82,48 @@ def evaluation_slices(
     slices = {column: top_values(frame[column], top_categories) for column in categorical}
     slices.update({column: buckets(frame[column], edges) for column, edges in bucketed.items()})
     return slices
+
+
+def slice_label(column: str, value: str, edges: Sequence[int] | None = None) -> str:
+    """A slice value as people read it: ``gender = F``, ``prior_orders 3 to 4``.
+
+    ``value`` is as ``ml.metrics.evaluate`` reports it (``NULL`` for missing values);
+    ``edges`` are the bucket edges when the column was cut by ``buckets`` (whose labels
+    ``3-4`` and ``5+`` become ``3 to 4`` and ``5 or more``), None for a categorical column.
+
+    >>> from ml.slices import slice_label
+    >>> slice_label("gender", "F"), slice_label("gender", "NULL"), slice_label("country", "other")
+    ('gender = F', 'gender missing', 'country: other values')
+    >>> edges = [1, 2, 3, 5]
+    >>> [slice_label("prior_orders", v, edges) for v in ["1", "3-4", "5+", "NULL"]]
+    ['prior_orders = 1', 'prior_orders 3 to 4', 'prior_orders 5 or more', 'prior_orders missing or below 1']
+    """
+    if edges is None:
+        if value == NULL_SLICE:
+            return f"{column} missing"
+        if value == OTHER:
+            return f"{column}: other values"
+        return f"{column} = {value}"
+    if value == NULL_SLICE:
+        return f"{column} missing or below {edges[0]}" if len(edges) else f"{column} missing"
+    if value.endswith("+"):
+        return f"{column} {value[:-1]} or more"
+    low, dash, high = value.partition("-")
+    return f"{column} {low} to {high}" if dash else f"{column} = {value}"
+
+
+def slice_labeller(bucketed: Mapping[str, Sequence[int]]) -> Callable[[str, str], str]:
+    """``slice_label`` for the slices ``evaluation_slices`` made with these bucketed columns
+    (every other column categorical).
+
+    >>> from ml.slices import slice_labeller
+    >>> label = slice_labeller({"age": [18, 30, 46]})
+    >>> label("age", "30-45"), label("gender", "M")
+    ('age 30 to 45', 'gender = M')
+    """
+    edges = {column: list(values) for column, values in bucketed.items()}
+
+    def label(column: str, value: str) -> str:
+        return slice_label(column, value, edges.get(column))
+
+    return label

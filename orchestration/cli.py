@@ -483,6 +483,18 @@ def rollback() -> None:
 
 
 @main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option("--port", type=int, default=8000, show_default=True, help="Port to listen on.")
+def serve(host: str, port: int) -> None:
+    """Serve online scores until Ctrl-C: POST /score, GET /model, GET /health, /docs."""
+    from serving.cli import serve as run_server
+
+    _require_warehouse(current_environment().warehouse_path)
+    _parameters()
+    run_server(host, port)
+
+
+@main.command()
 @click.option("--port", type=int, default=3000, help="Dagster UI port.")
 @click.option("--docs-port", type=int, default=8580, help="dbt docs port.")
 @click.option("--mlflow-port", type=int, default=5000, help="MLflow UI port.")

@@ -26,12 +26,13 @@ import pandas as pd
 from orchestration.environment import disable_telemetry
 from orchestration.mlflow_store import (
     MAX_REGISTRY_TAG_CHARS,
+    MAX_RUN_TAG_CHARS,
     jsonable,
     now_iso,
     require_configured,
     truncate,
 )
-from orchestration.tracking import ScorerModel, scores
+from orchestration.tracking import NOTE_TAG, ScorerModel, scores
 
 # MLflow reads its telemetry switch when it is imported: turn it off first.
 disable_telemetry()
@@ -102,7 +103,8 @@ class Registry:
 
     def register(self, run_id: str) -> ModelRef:
         """Register the run's model as a new version of ``model_name`` (its kind and scorer
-        name are the run's, as `Tracker.log_run` tagged them)."""
+        name are the run's, as `Tracker.log_run` tagged them; its description the run's
+        note when it has one)."""
         run = self.client.get_run(run_id)
         tags = run.data.tags
         kind, scorer_name = tags.get("kind"), tags.get("scorer_name")
@@ -122,9 +124,22 @@ class Registry:
             run_id=run_id,
             model_id=model_id,
             tags={"kind": kind, "scorer_name": scorer_name},
-            description=f"{scorer_name} ({kind}) from run {run.info.run_name or run_id}",
+            description=truncate(
+                tags.get(NOTE_TAG)
+                or f"{scorer_name} ({kind}) from run {run.info.run_name or run_id}",
+                MAX_REGISTRY_TAG_CHARS,
+            ),
         )
         return self._ref(version)
+
+    def describe(self, ref: ModelRef, description: str) -> None:
+        """One line on what the version is and what became of it, as the version's
+        description and its run's note (e.g. once the gate decided)."""
+        self.client.update_model_version(
+            ref.name, ref.version, description=truncate(description, MAX_REGISTRY_TAG_CHARS)
+        )
+        if ref.run_id:
+            self.client.set_tag(ref.run_id, NOTE_TAG, truncate(description, MAX_RUN_TAG_CHARS))
 
     def _ensure_registered_model(self) -> None:
         try:

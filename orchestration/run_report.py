@@ -81,6 +81,8 @@ def summary_json(decision: Any) -> dict[str, Any]:
         "candidate": f"{decision.candidate.name} v{decision.candidate.version}",
         "promoted": bool(decision.promoted),
         "reason": decision.reason,
+        "gate": decision.gate or decision.reason,
+        "champion_note": decision.champion_note,
     }
 
 
@@ -111,14 +113,16 @@ def report_lines(result: PipelineResult, env: Environment) -> list[str]:
     ]
     report = result.report
     lines += [
-        f"gate: {report['reason']}",
-        f"champion: {report['champion']} ({report['champion_kind']})",
+        f"gate: {report['gate']}",
+        f"champion: {report['champion']} ({report['champion_kind']})"
+        + (f": {report['champion_note']}" if report["champion_note"] else ""),
         f"scores: {result.scored:,} customers in ml.customer_scores as of "
         f"{result.as_of}; campaign_audience: {result.audience:,} customers",
-        f"Dagster run {result.run_id}: `nextbuy ui` opens the Dagster UI "
-        "(http://127.0.0.1:3000), the dbt docs (http://127.0.0.1:8580) and MLflow "
-        "(http://127.0.0.1:5000)",
-        f"MLflow store: {_tracking(env)}",
+        f"Dagster run {result.run_id}; MLflow store {_tracking(env)}",
+        "next: `nextbuy ui` opens the Dagster UI (http://127.0.0.1:3000), the dbt docs "
+        "(http://127.0.0.1:8580) and MLflow (http://127.0.0.1:5000); `nextbuy audience "
+        "--out audience.csv` exports the audience; new data (`nextbuy simulate "
+        "--append-days 1`) is processed by `nextbuy tick`",
     ]
     return lines
 

@@ -60,6 +60,10 @@ def ui_commands(env: Environment, ports: UiPorts) -> dict[str, list[str]]:
             "127.0.0.1",
             "--port",
             str(ports.mlflow),
+            # One person's UI: one worker starts in seconds where the default four (and
+            # MLflow's job runner, off in serve_uis) took a minute on two cores.
+            "--workers",
+            "1",
         ],
     }
 
@@ -70,38 +74,45 @@ def serve_uis(env: Environment, ports: UiPorts, echo: Callable[[str], None] = pr
     from orchestration.dbt import run_dbt
     from orchestration.pipeline import dagster_home
 
-    echo("generating the dbt docs ...")
-    run_dbt(["docs", "generate", "--quiet"], warehouse=env.warehouse_path)
     commands = ui_commands(env, ports)
     process_env = {
         **os.environ,
         "DAGSTER_HOME": str(dagster_home(env)),
         # Links in Dagster's metadata point at this MLflow UI.
         "NEXTBUY_MLFLOW_UI_URL": f"http://127.0.0.1:{ports.mlflow}",
+        # MLflow's background job runner (GenAI jobs) is not used here.
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
     }
-    processes = [subprocess.Popen(c, env=process_env) for c in commands.values()]
-    echo(
-        "starting " + ", ".join(commands) + " (Dagster loads the code location first: "
-        "up to a minute or two) ..."
-    )
-    watchers = [
-        threading.Thread(
-            target=_announce, args=(name, port, process, echo), name=f"ready-{port}", daemon=True
-        )
-        for (name, port), process in zip(zip(commands, ports, strict=True), processes, strict=True)
-    ]
-    for watcher in watchers:
-        watcher.start()
+    # MLflow needs nothing of dbt's, so it starts while the docs are generated; Dagster
+    # reads the manifest that generation writes, so it starts after.
+    processes = {"MLflow": subprocess.Popen(commands["MLflow"], env=process_env)}
+    port_of = dict(zip(commands, ports, strict=True))
     try:
-        for process in processes:
+        echo("generating the dbt docs ...")
+        run_dbt(["docs", "generate", "--quiet"], warehouse=env.warehouse_path)
+        for name, command in commands.items():
+            if name not in processes:
+                processes[name] = subprocess.Popen(command, env=process_env)
+        echo(
+            "starting " + ", ".join(commands) + " (Dagster loads the code location first: "
+            "up to a minute or two) ..."
+        )
+        for name, process in processes.items():
+            threading.Thread(
+                target=_announce,
+                args=(name, port_of[name], process, echo),
+                name=f"ready-{name}",
+                daemon=True,
+            ).start()
+        for process in processes.values():
             process.wait()
     except KeyboardInterrupt:
         pass
     finally:
-        for process in processes:
+        for process in processes.values():
             if process.poll() is None:
                 process.send_signal(signal.SIGINT)
-        for process in processes:
+        for process in processes.values():
             process.wait()
 
 

@@ -19,8 +19,10 @@ from ml.metrics import (
     lift_at_top,
     log_loss,
     metric_names,
+    missing_reason,
     precision_at_top,
     roc_auc,
+    slice_comparison,
 )
 
 
@@ -144,6 +146,94 @@ def test_evaluate_rankings_have_no_log_loss() -> None:
     assert math.isnan(result.overall["log_loss"])
     assert math.isnan(result.overall["brier"])
     assert result.by_slice.empty
+
+
+def test_missing_metrics_say_why() -> None:
+    # Overall: only one class; a ranking's log loss.
+    assert missing_reason("roc_auc", 10, 0) == "n/a: only one class (no positives)"
+    assert missing_reason("roc_auc", 10, 10) == "n/a: only one class (no negatives)"
+    assert missing_reason("pr_auc", 10, 0) == "n/a: no positives"
+    assert missing_reason("lift_at_10", 10, 0) == "n/a: no positives"
+    assert missing_reason("brier", 10, 0) == ""  # defined with one class
+    assert missing_reason("roc_auc", 10, 3) == ""
+    assert missing_reason("log_loss", 10, 3, probabilities=False) == (
+        "n/a: scores are not probabilities"
+    )
+    # A slice value: too few positives or negatives blanks every metric, counts stay.
+    assert missing_reason("roc_auc", 400, 12, min_slice_positives=30) == (
+        "n/a: fewer than 30 positives (12)"
+    )
+    assert missing_reason("base_rate", 40, 35, min_slice_positives=30) == (
+        "n/a: fewer than 30 negatives (5)"
+    )
+    assert missing_reason("lift_at_10", 40, 0, min_slice_positives=30) == (
+        "n/a: only one class (no positives)"
+    )
+    assert missing_reason("n", 40, 0, min_slice_positives=30) == ""
+
+
+def test_readable_tables_replace_every_nan_with_a_reason() -> None:
+    rng = np.random.default_rng(4)
+    n = 600
+    y = (rng.random(n) < 0.3).astype(int)
+    score = rng.random(n) + 0.3 * y
+    gender = np.where(np.arange(n) % 2 == 0, "F", "M").astype(object)
+    gender[:8] = None  # thin: a handful of rows
+    y[np.arange(n) % 2 == 1] = 0  # every M is negative: one class
+    y[:8] = [1, 0, 1, 0, 0, 0, 0, 0]  # two positives in the thin NULL slice
+    result = evaluate(
+        y,
+        score,
+        {"gender": gender},
+        top_k_percents=[10],
+        min_slice_positives=20,
+        probabilities=False,
+    )
+    overall = result.readable_overall()
+    assert overall["log_loss"] == "n/a: scores are not probabilities"
+    assert overall["roc_auc"] == f"{result.overall['roc_auc']:.4f}"
+    assert overall["n"] == "600"
+    table = result.readable_by_slice(note=False).set_index("slice")
+    assert list(table.index) == ["gender = F", "gender = M", "gender = NULL"]
+    assert table.loc["gender = M", "roc_auc"] == "n/a: only one class (no positives)"
+    assert table.loc["gender = NULL", "lift_at_10"] == "n/a: fewer than 20 positives (2)"
+    assert table.loc["gender = F", "log_loss"] == "n/a: scores are not probabilities"
+    assert table.loc["gender = F", "roc_auc"].startswith("0.")
+    # No bare NaN or n/a left anywhere, and the numeric table is unchanged (MLflow's).
+    assert not table.isin(["nan", "NaN", "n/a"]).any().any()
+    assert math.isnan(result.by_slice.set_index("value").loc["M", "roc_auc"])
+    # A row missing everything for one reason says it once, in its note.
+    noted = result.readable_by_slice().set_index("slice")
+    assert noted.loc["gender = M", "note"] == "n/a: only one class (no positives)"
+    assert set(noted.loc["gender = M"].drop(["n", "positives", "note"])) == {"n/a"}
+    assert noted.loc["gender = NULL", "note"] == "n/a: fewer than 20 positives (2)"
+    assert noted.loc["gender = F", "note"] == ""
+    assert noted.loc["gender = F", "log_loss"] == "n/a: scores are not probabilities"
+    bare = noted.drop(columns="note").isin(["n/a"]).any(axis=1)
+    assert (noted.loc[bare, "note"] != "").all()
+    assert all(math.isfinite(v) or math.isnan(v) for v in result.flat().values())
+
+
+def test_slice_comparison_puts_scorers_side_by_side() -> None:
+    y = np.array([1, 0, 1, 0, 1, 0, 0, 0])
+    slices = {"gender": np.array(["F", "F", "F", "F", "M", "M", "M", "M"], dtype=object)}
+    evaluations = {
+        name: evaluate(y, s, slices, top_k_percents=[50], min_slice_positives=2)
+        for name, s in {
+            "model": np.array([0.9, 0.1, 0.8, 0.2, 0.7, 0.3, 0.2, 0.1]),
+            "rule": np.full(8, 0.4),
+        }.items()
+    }
+    table = slice_comparison(evaluations, "roc_auc", lambda c, v: f"{c} is {v}")
+    assert table.columns.tolist() == ["slice", "n", "positives", "model", "rule", "note"]
+    assert table["slice"].tolist() == ["gender is F", "gender is M"]
+    assert table[["model", "rule", "note"]].iloc[0].tolist() == ["1.0000", "0.5000", ""]
+    # Too thin for both scorers: the reason once.
+    assert table[["model", "rule", "note"]].iloc[1].tolist() == [
+        "n/a",
+        "n/a",
+        "n/a: fewer than 2 positives (1)",
+    ]
 
 
 def _scores_of_two_qualities(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

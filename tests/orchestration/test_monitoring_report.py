@@ -420,7 +420,8 @@ def test_the_report_holds_drift_distribution_and_realised_performance(
     client = MlflowClient(tracking_uri=shop.resources["registry"].tracking_uri)
     run = client.get_run(metadata["mlflow_run_id"])
     assert run.data.tags["as_of"] == NEWEST.isoformat()
-    assert metadata["mlflow_run"].endswith(f"/runs/{run.info.run_id}")
+    # The run's page, opened on MLflow's training (not GenAI) view.
+    assert metadata["mlflow_run"].endswith(f"/runs/{run.info.run_id}?workflowType=machine_learning")
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"report.html", "figures", "tables"} <= artifacts
     assert math.isfinite(run.data.metrics["judged_calibration_error"])

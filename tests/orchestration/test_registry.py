@@ -12,6 +12,7 @@ registry's tests register runs the tracker logged.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import math
 import os
@@ -38,7 +39,15 @@ from orchestration.mlflow_store import (
     tracking_uri,
 )
 from orchestration.registry import ModelRef, Registry, RegistryError
-from orchestration.tracking import Tracker, flatten_params
+from orchestration.tracking import (
+    EXPERIMENT_KIND,
+    EXPERIMENT_KIND_TAG,
+    NOTE_TAG,
+    RUNS_VIEW_ID,
+    RUNS_VIEW_NAME,
+    Tracker,
+    flatten_params,
+)
 from tests.ml.synthetic import make_examples
 
 EXPERIMENT = "nextbuy-test"
@@ -238,13 +247,118 @@ def test_a_catboost_model_scores_the_same_once_loaded(
         missing_category=section["missing_category"],
         correct_class_weights=section["correct_class_weights"],
     ).fit(examples, examples["label"])
-    run_id = _log(tracker, model, examples, kind="model")
+    run_id = _log(tracker, model, examples, kind="model", features=examples)
     ref = registry.register(run_id)
     assert (ref.kind, ref.scorer_name) == ("model", "catboost")
+    # The signature names the model's features, not the ids and label beside them.
+    info = mlflow.models.get_model_info(ref.uri)
+    assert info.signature is not None
+    assert info.signature.inputs.input_names() == list(model.feature_names_in_)
     assert examples["gender"].isna().any()  # NULLs reach the loaded model as they are
     scores = registry.load_scorer(ref).predict(examples)
     assert scores.dtype == np.float64 and scores.shape == (len(examples),)
     np.testing.assert_allclose(scores, model.predict_proba(examples))
+
+
+def _ms(moment: dt.datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def test_a_run_spans_its_step_and_says_what_it_is(
+    tracker: Tracker, registry: Registry, examples: pd.DataFrame
+) -> None:
+    """What MLflow's UI shows: the run's description and duration, the experiment's kind,
+    and a model with a signature and an input example."""
+    scorer = RateByGroup("gender").fit(examples, examples["label"])
+    started = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=90)
+    ended = started + dt.timedelta(seconds=86)
+    note = "rate_by_gender trained on 2026-01-01 to 2026-03-31; awaiting the promotion gate"
+    run_id = _log(
+        tracker,
+        scorer,
+        examples,
+        description=note,
+        start_time=started,
+        end_time=ended,
+        features=examples,
+    )
+    run = tracker.client.get_run(run_id)
+    assert (run.info.start_time, run.info.end_time) == (_ms(started), _ms(ended))
+    assert run.data.tags[NOTE_TAG] == note
+    tracker.end_now(run_id)  # work done for the run after it was logged
+    assert tracker.client.get_run(run_id).info.end_time >= _ms(started) + 90_000
+    experiment = tracker.client.get_experiment(tracker.experiment_id())
+    assert experiment.tags[EXPERIMENT_KIND_TAG] == EXPERIMENT_KIND == "custom_model_development"
+
+    # The logged model: the rule's one column, optional (NULL genders score), one float
+    # out, and an input example of that column.
+    info = mlflow.models.get_model_info(f"models:/{run.data.tags['model_id']}")
+    assert info.signature is not None
+    assert info.signature.inputs.input_names() == ["gender"]
+    assert [spec.required for spec in info.signature.inputs.inputs] == [False]
+    assert info.signature.outputs is not None
+    assert info.saved_input_example_info is not None
+    assert info.saved_input_example_info["type"] == "dataframe"
+
+    ref = registry.register(run_id)
+    version = registry.client.get_model_version(ref.name, ref.version)
+    assert version.description == note  # the run's note
+    model = mlflow.pyfunc.load_model(ref.uri)
+    example = model.input_example
+    assert isinstance(example, pd.DataFrame)
+    assert example.columns.tolist() == ["gender"] and len(example) == 5
+    with_nulls = examples[["gender"]].head(30)
+    assert with_nulls["gender"].isna().any()
+    np.testing.assert_allclose(
+        np.asarray(model.predict(with_nulls), dtype=np.float64),
+        scorer.predict_proba(with_nulls),
+    )
+
+    # Once the gate decided, the version and the run say so.
+    registry.describe(ref, f"{note.removesuffix('; awaiting the promotion gate')}; not promoted")
+    described = registry.client.get_model_version(ref.name, ref.version).description
+    assert described.endswith("2026-03-31; not promoted")
+    assert registry.client.get_run(run_id).data.tags[NOTE_TAG] == described
+
+
+def test_an_older_experiment_is_tagged_as_machine_learning(store: str) -> None:
+    client = mlflow.MlflowClient(store)
+    client.create_experiment("nextbuy-older")
+    tracker = Tracker(store, experiment="nextbuy-older")
+    experiment = client.get_experiment(tracker.experiment_id())
+    assert experiment.tags[EXPERIMENT_KIND_TAG] == EXPERIMENT_KIND
+
+
+def test_the_runs_view_is_saved_on_the_experiment(tracker: Tracker) -> None:
+    """The "Views" menu of MLflow 3's runs list reads saved views from experiment tags
+    ``mlflow.sharedViewState.<id>``: an envelope (name, createdAt, updatedAt) around the
+    view's state, JSON with the selected columns."""
+    key = f"mlflow.sharedViewState.{RUNS_VIEW_ID}"
+
+    def saved() -> dict[str, Any]:
+        tags = tracker.client.get_experiment(tracker.experiment_id()).tags
+        envelope: dict[str, Any] = json.loads(tags[key])
+        return envelope
+
+    assert tracker.save_runs_view(["roc_auc", "lift_at_10"]) == RUNS_VIEW_ID
+    first = saved()
+    assert first["name"] == RUNS_VIEW_NAME
+    assert isinstance(first["createdAt"], int) and first["updatedAt"] >= first["createdAt"]
+    state = json.loads(first["state"])
+    assert state["selectedColumns"] == [
+        "attributes.`Models`",
+        "tags.`scorer_name`",
+        "metrics.`roc_auc`",
+        "metrics.`lift_at_10`",
+        "attributes.`Description`",
+    ]
+    assert state["columnOrder"] == ["duration", *state["selectedColumns"]]
+    tracker.save_runs_view(["roc_auc", "lift_at_10"])
+    assert saved() == first  # unchanged columns: not rewritten
+    tracker.save_runs_view(["pr_auc"])
+    changed = saved()
+    assert changed["createdAt"] == first["createdAt"]
+    assert "metrics.`pr_auc`" in json.loads(changed["state"])["selectedColumns"]
 
 
 def test_a_run_without_a_logged_model_is_not_registered(

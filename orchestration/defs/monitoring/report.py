@@ -50,7 +50,7 @@ from orchestration.partitions import AS_OF_DATES
 from orchestration.registry import ModelRef, Registry
 from orchestration.resources import ParametersResource, RegistryResource, WarehouseResource
 from orchestration.settings import Parameters
-from orchestration.ui import UiPorts
+from orchestration.tracking import run_url
 
 REPORT_KEY = dg.AssetKey(["monitoring", "report"])
 EXPERIMENT_SUFFIX = "-monitoring"
@@ -274,14 +274,4 @@ def log_to_mlflow(
             (folder / f"{name}.csv").write_text(table.to_csv(index=False), encoding="utf-8")
             client.log_artifact(run_id, str(folder / f"{name}.csv"), "tables")
     client.set_terminated(run_id, "FINISHED")
-    return MonitoringRun(run_id, run_url(tracking_uri, experiment_id, run_id))
-
-
-def run_url(tracking_uri: str, experiment_id: str, run_id: str) -> str:
-    """The run in MLflow's UI: the tracking server's, or `nextbuy ui`'s for a local store."""
-    base = (
-        tracking_uri.rstrip("/")
-        if tracking_uri.startswith(("http://", "https://"))
-        else f"http://127.0.0.1:{UiPorts().mlflow}"
-    )
-    return f"{base}/#/experiments/{experiment_id}/runs/{run_id}"
+    return MonitoringRun(run_id, run_url(experiment_id, run_id, tracking_uri=tracking_uri))

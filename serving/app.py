@@ -1,0 +1,147 @@
+"""The online scoring API: `POST /score`, `GET /model`, `GET /health` (and FastAPI's
+/docs and /openapi.json).
+
+``create_app`` builds the application; its lifespan starts the scoring service (compile
+the dbt chain, copy the warehouse, load the champion, start the workers and the poller)
+and stops it (queued requests finish, the predictions log is written). Run it with
+uvicorn (`nextbuy serve`, serving/cli.py) in one process: the process holds the compiled
+SQL, the warehouse copy and the model, and its workers batch requests across clients.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, HTTPException, Request, Response
+from fastapi.responses import JSONResponse
+
+from orchestration.environment import Environment, disable_telemetry
+from serving.compiled import CompiledFeatures
+from serving.features import History
+from serving.schemas import ScoreRequest, ScoreResponse
+from serving.service import Job, ScoreError, ScoringService, ServingConfig
+
+# A history item takes well under this many bytes of JSON; a body beyond
+# max_items * this is refused before it is parsed.
+BYTES_PER_ITEM = 2048
+_BODY_SLACK = 64 * 1024
+
+
+def create_app(
+    env: Environment | None = None,
+    config: ServingConfig | None = None,
+    *,
+    compiled: CompiledFeatures | None = None,
+) -> FastAPI:
+    """The API for ``env`` (default: the current environment). ``compiled`` skips the dbt
+    compile at start-up (tests share one)."""
+    disable_telemetry()
+    config = config or ServingConfig()
+    service = ScoringService(env, config, compiled=compiled)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await asyncio.to_thread(service.start)
+        try:
+            yield
+        finally:
+            await asyncio.to_thread(service.stop)
+
+    app = FastAPI(
+        title="nextbuy online scoring",
+        summary="A customer's next-order brand propensity, computed as the batch computes it.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.service = service
+    max_body = config.max_items * BYTES_PER_ITEM + _BODY_SLACK
+
+    @app.middleware("http")
+    async def refuse_oversized_bodies(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > max_body:
+            return JSONResponse(
+                status_code=413,
+                content={
+                    "detail": f"the body of {int(length):,} bytes is more than the {max_body:,} "
+                    f"a history of {config.max_items:,} items (max_items) may take"
+                },
+            )
+        return await call_next(request)
+
+    @app.post(
+        "/score",
+        response_model=ScoreResponse,
+        response_model_exclude_none=True,
+        responses={
+            404: {"description": "Unknown customer, or no purchase before as_of."},
+            413: {"description": "A history of more than max_items items."},
+            422: {"description": "A malformed body (the field is named)."},
+            503: {"description": "Not ready (no champion or warehouse copy yet) or overloaded."},
+        },
+    )
+    async def score(body: ScoreRequest, include_features: bool = False) -> dict[str, Any]:
+        """Score one customer: from the warehouse (``customer_id``) or from a purchase
+        history in the request (``customer`` and ``items``)."""
+        customer_id = body.customer.id if body.customer is not None else body.customer_id
+        assert customer_id is not None  # ScoreRequest requires one of the two
+        job = Job(
+            customer_id=customer_id,
+            as_of=body.as_of,
+            history=_history(body),
+            requested_at=dt.datetime.now(dt.UTC),
+        )
+        try:
+            scored = await asyncio.wrap_future(service.submit(job))
+        except ScoreError as e:
+            raise HTTPException(status_code=e.status_code, detail=e.detail) from None
+        return {
+            "customer_id": scored.customer_id,
+            "as_of": scored.as_of,
+            "score": scored.score,
+            "model": scored.model,
+            "features_hash": scored.features_hash,
+            "path": scored.path,
+            "features": dict(scored.features) if include_features else None,
+        }
+
+    @app.get("/model")
+    async def model() -> dict[str, Any]:
+        """The champion scoring now: name, version, scorer, training window, the gate's
+        decision and why it is champion."""
+        champion = service.champion
+        if champion is None:
+            raise HTTPException(
+                status_code=503, detail=service.errors.get("champion", "no champion loaded yet")
+            )
+        return {**champion.info, "loaded_at": champion.loaded_at.isoformat()}
+
+    @app.get("/health")
+    async def health(response: Response) -> dict[str, Any]:
+        """Ready when a champion and the warehouse copy are loaded (else 503)."""
+        state = service.health()
+        if state["status"] != "ok":
+            response.status_code = 503
+        return state
+
+    return app
+
+
+def _history(body: ScoreRequest) -> History | None:
+    if body.customer is None:
+        return None
+    items = [
+        {**item.raw(), "id": item.id if item.id is not None else position}
+        for position, item in enumerate(body.items or [], start=1)
+    ]
+    return History(
+        customer=body.customer.raw(),
+        items=items,
+        orders=[order.raw() for order in body.orders or []],
+    )
