@@ -171,15 +171,20 @@ def asset_events(invocation: DbtCliInvocation) -> Iterator[Any]:
     while handling them. A failed build yields the events of what it did build, then
     raises."""
     events: list[Any] = []
+    # dagster-dbt's fetchers `pushd` into the dbt project from several threads at once,
+    # which can leave the process in the wrong folder (and a relative NEXTBUY_HOME with it).
+    cwd = os.getcwd()
     try:
         for event in (
             invocation.stream().fetch_row_counts().fetch_column_metadata(with_column_lineage=False)
         ):
             events.append(event)
     except BaseException:
+        os.chdir(cwd)
         _close_in_process_duckdb()
         yield from events
         raise
+    os.chdir(cwd)
     _close_in_process_duckdb()
     yield from events
 
