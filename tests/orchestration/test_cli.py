@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -59,8 +60,12 @@ def test_append_days_without_a_simulation_is_refused() -> None:
 def test_features_builds_and_counts_the_marts() -> None:
     runner = CliRunner()
     assert runner.invoke(main, ["simulate", "--users", "400", "--end", "2024-03-31"]).exit_code == 0
+    cwd = os.getcwd()
     result = runner.invoke(main, ["features", "--as-of", "2024-04-01"])
     assert result.exit_code == 0, result.output
+    # dagster-dbt's metadata fetchers chdir into the dbt project from several threads;
+    # a relative NEXTBUY_HOME (make run's) must still mean the same folder afterwards.
+    assert os.getcwd() == cwd
     assert "marts.training_examples" in result.output and "label rate" in result.output
     # Progress while the run's own output goes to the log: each step's start and end.
     assert re.search(r"^features run [0-9a-f-]{36}:$", result.output, re.M), result.output
