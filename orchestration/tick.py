@@ -202,7 +202,7 @@ def _execute(
     job = defs.resolve_job_def(job_name)
     run_id = str(uuid.uuid4())
     if progress is not None:
-        progress(f"{requested_by} -> {job_name} run {run_id}:")
+        progress(f"{job_name} run {run_id}, requested by {requested_by}:")
     with step_progress(inst, run_id, progress):
         result = job.execute_in_process(
             run_config=request.run_config or None,

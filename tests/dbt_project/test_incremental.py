@@ -8,7 +8,14 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from tests.dbt_project.conftest import MART_KEYS, build, compiled_test, simulate_small, table
+from tests.dbt_project.conftest import (
+    MART_KEYS,
+    build,
+    compiled_test,
+    run_models,
+    simulate_small,
+    table,
+)
 from thelook import simulator
 from thelook.warehouse import connect, write_raw
 
@@ -113,7 +120,7 @@ def test_partitions_var_rebuilds_named_days(tmp_path: Path) -> None:
     warehouse does not show them as changed (raw edited behind the loader's back)."""
     warehouse = tmp_path / "warehouse.duckdb"
     simulate_small(warehouse, users=400, end=dt.date(2024, 6, 20))
-    build(warehouse, as_of=AS_OF)
+    run_models(warehouse, as_of=AS_OF)
     con = duckdb.connect(str(warehouse))
     day = con.execute(
         "select strftime(created_at, '%Y%m%d') d from raw.order_items "
@@ -126,13 +133,13 @@ def test_partitions_var_rebuilds_named_days(tmp_path: Path) -> None:
     )
     con.close()
     stale = table(warehouse, "intermediate.int_purchase_items")
-    build(warehouse, as_of=AS_OF)
+    run_models(warehouse, as_of=AS_OF)
     pd.testing.assert_frame_equal(stale, table(warehouse, "intermediate.int_purchase_items"))
 
-    build(warehouse, as_of=AS_OF, partitions=[int(day)])
+    run_models(warehouse, as_of=AS_OF, partitions=[int(day)])
     rebuilt = {name: table(warehouse, name) for name in INCREMENTAL}
     assert len(rebuilt["intermediate.int_purchase_items"]) < len(stale)
-    build(warehouse, "--full-refresh", as_of=AS_OF)
+    run_models(warehouse, "--full-refresh", as_of=AS_OF)
     for name in INCREMENTAL:
         pd.testing.assert_frame_equal(rebuilt[name], table(warehouse, name), obj=name)
 
@@ -142,12 +149,12 @@ def test_first_build_on_an_empty_warehouse_then_data(tmp_path: Path) -> None:
     next must still be built, not taken as already seen."""
     warehouse = tmp_path / "warehouse.duckdb"
     connect(warehouse).close()
-    build(warehouse, as_of=AS_OF)
+    run_models(warehouse, as_of=AS_OF)
     simulate_small(warehouse, users=300, end=dt.date(2024, 6, 20))
-    build(warehouse, as_of=AS_OF)
+    run_models(warehouse, as_of=AS_OF)
     incremental = {name: table(warehouse, name) for name in INCREMENTAL}
     assert len(incremental["marts.training_examples"]) > 0
-    build(warehouse, "--full-refresh", as_of=AS_OF)
+    run_models(warehouse, "--full-refresh", as_of=AS_OF)
     for name in INCREMENTAL:
         pd.testing.assert_frame_equal(incremental[name], table(warehouse, name), obj=name)
 
@@ -176,13 +183,13 @@ def test_catalogue_change_rebuilds_its_buyers(tmp_path: Path) -> None:
     changes nothing rebuilds no one."""
     warehouse = tmp_path / "warehouse.duckdb"
     simulate_small(warehouse, users=400, end=dt.date(2024, 6, 20))
-    build(warehouse, as_of=AS_OF)
+    run_models(warehouse, as_of=AS_OF)
     logged = _table_rows(warehouse, "intermediate.int_customer_changes")
     con = connect(warehouse)
     con.execute("create temp table same as select * from raw.products")
     write_raw(con, {"products": "same"}, source="test: unchanged catalogue")
     con.close()
-    build(warehouse, as_of=AS_OF)
+    run_models(warehouse, as_of=AS_OF)
     assert _table_rows(warehouse, "intermediate.int_customer_changes") == logged
 
     con = connect(warehouse)
@@ -202,9 +209,9 @@ def test_catalogue_change_rebuilds_its_buyers(tmp_path: Path) -> None:
         ).fetchall()
     }
     con.close()
-    build(warehouse, as_of=AS_OF)
+    run_models(warehouse, as_of=AS_OF)
     assert buyers and _last_logged(warehouse) == buyers
     incremental = {name: table(warehouse, name) for name in INCREMENTAL}
-    build(warehouse, "--full-refresh", as_of=AS_OF)
+    run_models(warehouse, "--full-refresh", as_of=AS_OF)
     for name in INCREMENTAL:
         pd.testing.assert_frame_equal(incremental[name], table(warehouse, name), obj=name)

@@ -393,9 +393,7 @@ def champion_model(
     current = reg.champion()
     if current is not None:
         scorer = reg.load_scorer(current)
-        contenders[f"champion ({current.label()})"] = np.asarray(
-            scorer.predict(candidate.test), dtype=np.float64
-        )
+        contenders["champion"] = np.asarray(scorer.predict(candidate.test), dtype=np.float64)
     decision = decide(
         y,
         candidate.scores[CANDIDATE],
