@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from dagster_dbt import DbtCliResource, DbtProject
 from packaging import version
@@ -28,6 +28,7 @@ from orchestration.environment import PROJECT_ROOT, TELEMETRY_OFF, Environment, 
 if TYPE_CHECKING:
     import dagster as dg
     from dagster_dbt.core.dbt_cli_invocation import DbtCliInvocation
+    from dbt.adapters.base.impl import BaseAdapter
 
     from orchestration.settings import Parameters
 
@@ -101,20 +102,73 @@ class LocalDbtCliResource(DbtCliResource):
     """dagster-dbt's resource for the dbt of this interpreter's environment
     (``dbt_executable()``). dagster-dbt learns the executable's version by running
     `dbt --version` once per resource instance, that is once per dbt step: 5.5 s of dbt's
-    start-up on this machine, for a version the installed dbt-core package states."""
+    start-up on this machine, for a version the installed dbt-core package states.
+
+    ``fetch_metadata`` says whether an invocation opens dagster-dbt's in-process dbt
+    adapter, which serves only the row counts and column types of built models
+    (``asset_events``). Opening it parses every macro of the project again, 3-5 s per
+    invocation on this machine, so invocations outside a Dagster step (`nextbuy dbt`,
+    parses, tests) go without."""
+
+    fetch_metadata: bool = True
 
     @cached_property
     def _cli_version(self) -> version.Version:
         return version.parse(importlib.metadata.version("dbt-core"))
 
+    def _initialize_dbt_core_adapter(self, args: Sequence[str]) -> BaseAdapter:
+        if not self.fetch_metadata:
+            # dagster-dbt hands the adapter on as optional; without one it fetches nothing.
+            return cast("BaseAdapter", None)
+        with _macros_parsed_once_per_process():
+            return super()._initialize_dbt_core_adapter(args)
 
-def dbt_resource(env: Environment | None = None) -> DbtCliResource:
-    """The dbt CLI resource of this environment (the Dagster resource named `dbt`)."""
+
+# The macros dagster-dbt's adapter parses, by project folder, adapter type and the newest
+# change of the project's macro files.
+_MACROS: dict[tuple[str, str, float], Any] = {}
+
+
+@contextmanager
+def _macros_parsed_once_per_process() -> Iterator[None]:
+    """dagster-dbt opens its adapter afresh for every dbt step, and with it parses the
+    macros of dbt, dbt-duckdb and the project (about 600, 1-3 s here) although they are the
+    same every time within a process. Keep the first parse (dbt's ManifestLoader.load_macros
+    only reads files and does not call its hook), keyed so that an edited macro is parsed
+    again."""
+    from dbt.parser.manifest import ManifestLoader
+
+    original = ManifestLoader.__dict__["load_macros"]
+
+    def load_macros(
+        cls: type[ManifestLoader], root_config: Any, macro_hook: Any, base_macros_only: bool = False
+    ) -> Any:
+        macros = Path(root_config.project_root) / "macros"
+        newest = max((f.stat().st_mtime for f in macros.rglob("*.sql")), default=0.0)
+        key = (str(root_config.project_root), str(root_config.credentials.type), newest)
+        if base_macros_only and key in _MACROS:
+            return _MACROS[key]
+        manifest = original.__func__(cls, root_config, macro_hook, base_macros_only)
+        if base_macros_only:
+            _MACROS[key] = manifest
+        return manifest
+
+    ManifestLoader.load_macros = classmethod(load_macros)  # type: ignore[method-assign,assignment]
+    try:
+        yield
+    finally:
+        ManifestLoader.load_macros = original  # type: ignore[method-assign]
+
+
+def dbt_resource(env: Environment | None = None, fetch_metadata: bool = True) -> DbtCliResource:
+    """The dbt CLI resource of this environment (the Dagster resource named `dbt`);
+    ``fetch_metadata=False`` for invocations whose models' metadata nobody reads."""
     env = env or current_environment()
     return LocalDbtCliResource(
         project_dir=dbt_project(env),
         dbt_executable=dbt_executable(),
         target=env.dbt_target,
+        fetch_metadata=fetch_metadata,
     )
 
 
@@ -230,7 +284,7 @@ def run_dbt(
     extra = dict(vars or {})
     as_of = extra.pop("as_of", None)
     invocation = dbt_invocation(
-        dbt_resource(),
+        dbt_resource(fetch_metadata=False),
         args,
         params=(params or load_parameters()) if with_vars else None,
         warehouse=warehouse,
