@@ -326,18 +326,26 @@ def lint_sql_command() -> None:
     click.echo("sqlfluff: no violations")
 
 
-def _pipeline_and_report(as_of: dt.date | None, full_refresh: bool) -> None:
-    from orchestration.pipeline import PipelineFailed, log_path, run_pipeline
+def _pipeline_and_report(
+    as_of: dt.date | None, full_refresh: bool, with_features: bool = True
+) -> None:
+    from orchestration.pipeline import PipelineFailed, log_path, run_pipeline, run_retrain
     from orchestration.run_report import report_json, report_lines
 
     env = current_environment()
     log = log_path(env)
-    click.echo(f"running the pipeline in process (full log: {log}) ...")
+    what = "pipeline" if with_features else "retrain"
+    click.echo(f"running the {what} in process (full log: {log}) ...")
     try:
-        result = run_pipeline(as_of, full_refresh=full_refresh, log_to=log, progress=_to_terminal())
+        if with_features:
+            result = run_pipeline(
+                as_of, full_refresh=full_refresh, log_to=log, progress=_to_terminal()
+            )
+        else:
+            result = run_retrain(as_of, log_to=log, progress=_to_terminal())
     except PipelineFailed as e:
         raise click.ClickException(
-            f"pipeline failed; the previous champion, scores and audience stay in place:\n{e}"
+            f"{what} failed; the previous champion, scores and audience stay in place:\n{e}"
             f"\nfull log: {log}"
         ) from e
     for line in report_lines(result, env):
@@ -363,6 +371,22 @@ def pipeline(as_of: dt.datetime | None, full_refresh: bool) -> None:
     _require_warehouse(current_environment().warehouse_path)
     _parameters()
     _pipeline_and_report(as_of.date() if as_of else None, full_refresh)
+
+
+@main.command()
+@click.option(
+    "--as-of",
+    type=click.DateTime(["%Y-%m-%d"]),
+    default=None,
+    help="Date to score (default: the date customer_features is computed as of).",
+)
+def retrain(as_of: dt.datetime | None) -> None:
+    """Run the `retrain` job on the features the warehouse holds, without rebuilding them:
+    training, gate, scores, audience, monitoring; then print the report. For a change of
+    parameters.yaml's model or gate, or the weekly retrain by hand."""
+    _require_warehouse(current_environment().warehouse_path)
+    _parameters()
+    _pipeline_and_report(as_of.date() if as_of else None, False, with_features=False)
 
 
 @main.command()

@@ -259,14 +259,27 @@ def run_pipeline(
     """The whole lifecycle in this process: a `features` run over the changed day
     partitions (all of them with ``full_refresh``), then a `retrain` run for the date the
     features are computed as of (train, gate, score, audience, monitoring)."""
-    from orchestration.defs.scoring.assets import SCORES_KEY
-
-    env = current_environment()
     with output_to(log_to, progress):  # one log for both runs
         try:
             run_job("features", as_of, full_refresh=full_refresh, progress=progress)
         except PipelineFailed as e:
             raise PipelineFailed(f"{e}\n{_not_run('retrain')}") from e
+        return run_retrain(as_of, progress=progress)
+
+
+def run_retrain(
+    as_of: dt.date | None,
+    *,
+    log_to: Path | None = None,
+    progress: Callable[[str], Any] | None = None,
+) -> PipelineResult:
+    """The `retrain` run alone, on the features the warehouse holds (after a change of
+    parameters.yaml, or a candidate to try without rebuilding them): train, gate, score,
+    audience, monitoring for ``as_of`` (default: the features' date)."""
+    from orchestration.defs.scoring.assets import SCORES_KEY
+
+    env = current_environment()
+    with output_to(log_to, progress):
         result, _ = run_job("retrain", as_of, progress=progress)
     decision = result.output_for_node("champion_model")
     scores_event = _materialization(result, SCORES_KEY)

@@ -6,6 +6,7 @@ import os
 import re
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from orchestration.cli import main
@@ -78,8 +79,9 @@ def test_features_builds_and_counts_the_marts() -> None:
     assert again.exit_code == 0
 
 
-def test_pipeline_without_a_warehouse_says_what_to_do() -> None:
-    result = CliRunner().invoke(main, ["pipeline"])
+@pytest.mark.parametrize("command", ["pipeline", "retrain"])
+def test_pipeline_without_a_warehouse_says_what_to_do(command: str) -> None:
+    result = CliRunner().invoke(main, [command])
     assert result.exit_code == 1
     assert "no warehouse at" in result.output and "nextbuy simulate" in result.output
 

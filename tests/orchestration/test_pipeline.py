@@ -4,15 +4,15 @@ One module-scoped history of runs on one NEXTBUY_HOME, recorded step by step, so
 test reads what it needs without paying for the runs again:
 
 1. a first run on a fresh warehouse (the champion is made),
-2. the same data again (the candidate ties the champion; scoring is repeated),
-3. a deliberately worse candidate (a one-tree CatBoost),
+2. a retrain on the same features (the candidate ties the champion; scoring is repeated),
+3. a retrain with a deliberately worse candidate (a one-tree CatBoost),
 4. a broken champion (scores above 1) promoted by hand: scoring refuses to publish its
    scores, then `rollback` restores the champion before it,
 5. the daily loop: two new days, `nextbuy tick` (a `features` run over those days, then
    a `daily` run with the rolled-back champion), a second tick (nothing to do), a full
    refresh of the same data,
 6. bad data: every product relabelled a target brand, so the label rate leaves its band
-   and the training_examples suite blocks training,
+   and the training_examples suite blocks training (and `nextbuy retrain` after it),
 7. a week later, the schedule's retrain, which the failing checks block too.
 """
 
@@ -159,7 +159,10 @@ class History:
 
 @pytest.fixture(scope="module")
 def history(tmp_path_factory: pytest.TempPathFactory) -> Iterator[History]:
-    from orchestration.pipeline import PipelineFailed, run_pipeline
+    from click.testing import CliRunner
+
+    from orchestration.cli import main
+    from orchestration.pipeline import PipelineFailed, run_pipeline, run_retrain
     from thelook import simulator
 
     home = tmp_path_factory.mktemp("pipeline") / "home"
@@ -182,9 +185,10 @@ def history(tmp_path_factory: pytest.TempPathFactory) -> Iterator[History]:
         con.close()
 
         runs["first"] = _snapshot(home, run_pipeline(AS_OF, full_refresh=True))
-        runs["again"] = _snapshot(home, run_pipeline(AS_OF))
+        # The features are those of the first run: retraining alone is enough.
+        runs["again"] = _snapshot(home, run_retrain(AS_OF))
         mp.setenv("NEXTBUY_PARAMETERS", str(worse))
-        runs["worse"] = _snapshot(home, run_pipeline(AS_OF))
+        runs["worse"] = _snapshot(home, run_retrain(AS_OF))
         mp.setenv("NEXTBUY_PARAMETERS", str(parameters))
 
         runs["rolled_back"] = _promote_broken_scorer_and_score(home)
@@ -199,6 +203,8 @@ def history(tmp_path_factory: pytest.TempPathFactory) -> Iterator[History]:
             # the changed products (here everyone), even one made behind the loader's back.
             run_pipeline(AS_OF)
         runs["bad_data"] = _snapshot(home, error=str(failed.value))
+        retrain = CliRunner().invoke(main, ["retrain"])
+        runs["retrain_cli"] = _snapshot(home, retrain.output, f"exit {retrain.exit_code}")
         # A week on, the schedule asks for a retrain; the failing checks still block it.
         from orchestration.environment import current_environment
         from orchestration.tick import tick
@@ -413,6 +419,11 @@ def test_bad_data_is_blocked_by_the_expectation_suite_and_nothing_changes(
     assert before.scores is not None and after.scores is not None
     pd.testing.assert_frame_equal(before.scores, after.scores)
     assert before.audience is not None and after.audience is not None
+    # `nextbuy retrain` on those features is blocked too, and says what stays.
+    cli = history.runs["retrain_cli"]
+    assert cli.error == "exit 1" and "retrain failed" in cli.result
+    assert "gx_training_examples" in cli.result and "stay in place" in cli.result
+    assert cli.versions == after.versions and cli.champion == after.champion
     pd.testing.assert_frame_equal(before.audience, after.audience)
 
 
