@@ -16,7 +16,7 @@ ratio) unless ``correct_class_weights`` is false; ranking metrics are unaffected
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Self
 
 import catboost  # type: ignore[import-untyped]
@@ -117,10 +117,13 @@ class PropensityModel:
         X: pd.DataFrame,
         y: npt.ArrayLike,
         eval_set: tuple[pd.DataFrame, npt.ArrayLike] | None = None,
+        progress: Callable[[int, int, float | None], object] | None = None,
     ) -> Self:
         """Train; with ``eval_set`` (the validation window) stop early and keep the best
         iteration, without it train all ``iterations`` (early stopping needs data to
-        stop on)."""
+        stop on). ``progress`` is called after every iteration with its number (from 1),
+        the most iterations the fit may take, and the validation loss (None without
+        ``eval_set``)."""
         empty_text = [c for c in self.text_features if c in X.columns and _all_empty(X[c])]
         # CatBoost cannot build a dictionary from a column without a single token (it
         # fails the whole fit); such a column carries no information, so it is left out.
@@ -135,7 +138,8 @@ class PropensityModel:
             eval_pool = self._pool(eval_set[0], self.text_features_, eval_set[1])
             params["use_best_model"] = True
         model = catboost.CatBoostClassifier(**params)
-        model.fit(train_pool, eval_set=eval_pool)
+        callbacks = None if progress is None else [_Progress(progress, model.get_params())]
+        model.fit(train_pool, eval_set=eval_pool, callbacks=callbacks)
         self.model_ = model
         self.feature_names_in_ = np.asarray(
             [*self.categorical_features, *self.numeric_features, *self.text_features_],
@@ -198,3 +202,19 @@ def _binary_labels(y: npt.ArrayLike, rows: int) -> npt.NDArray[np.int64]:
 
 def _all_empty(texts: pd.Series) -> bool:
     return bool((texts.isna() | (texts.astype(object).astype(str).str.strip(" ;") == "")).all())
+
+
+class _Progress:
+    """CatBoost's training callback, handing each iteration to a plain function."""
+
+    def __init__(
+        self, report: Callable[[int, int, float | None], object], params: dict[str, Any]
+    ) -> None:
+        self.report = report
+        self.total = int(params.get("iterations") or 1000)  # CatBoost's default
+
+    def after_iteration(self, info: Any) -> bool:
+        validation = info.metrics.get("validation") or {}
+        losses = next(iter(validation.values()), None)
+        self.report(int(info.iteration), self.total, None if not losses else float(losses[-1]))
+        return True  # never stops the fit

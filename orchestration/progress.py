@@ -26,15 +26,31 @@ _SHOWN = {
 }
 
 
+# The terminal of the run this process is executing, while step_progress follows it.
+_terminal: Callable[[str], Any] | None = None
+
+
+def note(line: str) -> None:
+    """A progress line from inside a step (training iterations, scoring batches), printed
+    under the step's own line on the terminal that started the run in this process; a
+    no-op for runs nobody watches there (the daemon's, the UI's). Steps log the same
+    line to Dagster, where the UI shows it."""
+    terminal = _terminal
+    if terminal is not None:
+        terminal(f"  {time.strftime('%H:%M:%S')}   {line}")
+
+
 @contextmanager
 def step_progress(
     instance: dg.DagsterInstance, run_id: str, echo: Callable[[str], Any] | None
 ) -> Iterator[None]:
     """Print the steps of run ``run_id`` with ``echo`` while the block runs (nothing when
-    ``echo`` is None)."""
+    ``echo`` is None), and the lines steps give ``note``."""
+    global _terminal
     if echo is None:
         yield
         return
+    _terminal = echo
     done = threading.Event()
     watcher = threading.Thread(
         target=_follow, args=(instance, run_id, echo, done), name="nextbuy-progress", daemon=True
@@ -43,6 +59,7 @@ def step_progress(
     try:
         yield
     finally:
+        _terminal = None
         done.set()
         watcher.join(timeout=10)
 

@@ -103,3 +103,30 @@ def test_parameters_yaml_configures_catboost(model_kwargs: dict[str, Any]) -> No
         set(model.categorical_features) | set(model.numeric_features) | set(model.text_features)
         == contract
     )
+
+
+def test_progress_reports_every_iteration_and_does_not_change_the_model(
+    small_model_kwargs: dict[str, Any],
+) -> None:
+    examples = make_examples(1000, seed=5)
+    train, validation = examples.iloc[:700], examples.iloc[700:]
+    seen: list[tuple[int, int, float | None]] = []
+    watched = PropensityModel(**small_model_kwargs).fit(
+        train,
+        train["label"],
+        eval_set=(validation, validation["label"]),
+        progress=lambda i, n, loss: seen.append((i, n, loss)),
+    )
+    quiet = PropensityModel(**small_model_kwargs).fit(
+        train, train["label"], eval_set=(validation, validation["label"])
+    )
+    np.testing.assert_array_equal(watched.predict_proba(examples), quiet.predict_proba(examples))
+    # One call per iteration actually run (early stopping may end before the 50).
+    assert [i for i, _, _ in seen] == list(range(1, len(seen) + 1))
+    assert len(seen) >= watched.tree_count_ and {n for _, n, _ in seen} == {50}
+    assert all(loss is not None and loss > 0 for _, _, loss in seen)
+    without_eval: list[float | None] = []
+    PropensityModel(**small_model_kwargs).fit(
+        train, train["label"], progress=lambda i, n, loss: without_eval.append(loss)
+    )
+    assert len(without_eval) == 50 and set(without_eval) == {None}

@@ -230,7 +230,10 @@ def candidate_model(
 
     started = time.perf_counter()
     model = PropensityModel(**params.model.estimator_params()).fit(
-        train, train["label"], eval_set=(validation, validation["label"])
+        train,
+        train["label"],
+        eval_set=(validation, validation["label"]),
+        progress=_training_progress(context.log, len(train)),
     )
     fit_seconds = time.perf_counter() - started
     baselines = {
@@ -500,3 +503,28 @@ def _register_best_baseline(
     ref = reg.register(run_id)
     reg.promote(ref, f"fallback: {reason}")
     return ref
+
+
+def _training_progress(
+    log: dg.DagsterLogManager, rows: int, every_seconds: float = 10.0
+) -> Callable[[int, int, float | None], None]:
+    """The fit's progress as a line every tenth of its iterations or every
+    ``every_seconds`` (whichever comes first), in the run's log (the UI shows it) and on
+    the terminal that started the run."""
+    from orchestration.progress import note
+
+    last = {"at": time.monotonic(), "shown": 0}
+
+    def report(iteration: int, most: int, loss: float | None) -> None:
+        now = time.monotonic()
+        step = max(1, most // 10)
+        if iteration // step == last["shown"] // step and now - last["at"] < every_seconds:
+            return
+        last.update(at=now, shown=iteration)
+        line = f"training on {rows:,} examples: iteration {iteration} of at most {most}"
+        if loss is not None:
+            line += f", validation loss {loss:.4f}"
+        log.info(line)
+        note(line)
+
+    return report
