@@ -63,6 +63,41 @@ def location_tags() -> dict[str, str]:
     return {REPOSITORY_LABEL_TAG: f"{SINGLETON_REPOSITORY_NAME}@{LOCATION_NAME}"}
 
 
+# Run config that makes a job's own executor (Dagster's default, multi_or_in_process)
+# execute every step in this process.
+IN_PROCESS = {"execution": {"config": {"in_process": {}}}}
+
+
+def execute_here(
+    job: dg.JobDefinition,
+    inst: dg.DagsterInstance,
+    *,
+    run_config: dict[str, Any],
+    tags: dict[str, str],
+    run_id: str,
+) -> dg.ExecuteInProcessResult:
+    """Execute ``job`` in this process as a run of the job the UI's code location serves.
+
+    ``job.execute_in_process`` records a run of a rebound copy of the job (the in-process
+    executor and an in-memory IO manager swapped in), whose snapshot differs from the
+    job's: the UI then says a re-execution "may be a different version". Here the run
+    records the job itself, executing on its own executor configured in-process (so a
+    re-execution from the UI runs in one process too), its outputs kept by its IO manager
+    as the UI's runs keep them, and filed under the code location (location_tags)."""
+    from dagster._core.definitions.job_base import InMemoryJob
+    from dagster._core.execution.execute_in_process import core_execute_in_process
+
+    return core_execute_in_process(
+        run_config={**run_config, **IN_PROCESS},
+        job=InMemoryJob(job),
+        instance=inst,
+        output_capturing_enabled=True,
+        raise_on_error=False,
+        run_tags={**job.run_tags, **tags, **location_tags()},
+        run_id=run_id,
+    )
+
+
 class PipelineFailed(RuntimeError):
     """A step or a blocking check failed; the message names it."""
 
@@ -237,13 +272,7 @@ def run_job(
             if progress is not None:
                 progress(f"{name} run {run_id}:")
             with step_progress(inst, run_id, progress):
-                result = job.execute_in_process(
-                    run_config=run_config,
-                    instance=inst,
-                    tags={**tags, **location_tags()},
-                    raise_on_error=False,
-                    run_id=run_id,
-                )
+                result = execute_here(job, inst, run_config=run_config, tags=tags, run_id=run_id)
     if not result.success:
         raise PipelineFailed(failure_summary(result, defs, job.asset_layer.executable_asset_keys))
     return result, defs

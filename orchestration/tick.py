@@ -195,7 +195,7 @@ def _execute(
     requested_by: str,
     progress: Callable[[str], Any] | None = None,
 ) -> TickRun:
-    from orchestration.pipeline import location_tags
+    from orchestration.pipeline import execute_here
     from orchestration.progress import step_progress
     from orchestration.run_report import failure_summary
 
@@ -204,12 +204,8 @@ def _execute(
     if progress is not None:
         progress(f"{job_name} run {run_id}, requested by {requested_by}:")
     with step_progress(inst, run_id, progress):
-        result = job.execute_in_process(
-            run_config=request.run_config or None,
-            instance=inst,
-            tags={**tags, **location_tags()},
-            raise_on_error=False,
-            run_id=run_id,
+        result = execute_here(
+            job, inst, run_config=dict(request.run_config or {}), tags=tags, run_id=run_id
         )
     return TickRun(
         requested_by=requested_by,

@@ -99,3 +99,9 @@ def _runs_are_filed_under_the_ui_code_location() -> None:
         runs = inst.get_runs()
     assert runs and {r.job_name for r in runs} == {"features"}
     assert {r.tags.get(".dagster/repository") for r in runs} == {f"__repository__@{location}"}
+    # A run of the job the code location defines, not of a rebound copy: the UI then
+    # re-executes it as the same version.
+    from orchestration.definitions import build_definitions
+
+    job = build_definitions().resolve_job_def("features")
+    assert {r.job_snapshot_id for r in runs} == {job.get_job_snapshot_id()}
