@@ -1,5 +1,8 @@
 """Metrics on (y_true, score): ranking, probability quality, lift, calibration, slices.
 
+Kept whole: one job, the metrics of one evaluation; Evaluation, missing_reason and
+slice_comparison read the same metric names, orientations and NaN rules defined here.
+
 Marketing mails the top of the list, so beyond ROC-AUC what matters is precision and lift
 in the top k% and, because scores are published as probabilities, log loss, Brier and
 calibration. ROC-AUC, PR-AUC (average precision), log loss and Brier are scikit-learn's;

@@ -1,6 +1,9 @@
 """How nextbuy runs dbt: the one home of the project's folder, profile target, process
 environment, vars and manifest.
 
+Kept whole: this module's promise is to be the one home of how dbt runs (resource,
+environment, vars, manifest, metadata fetch); split, each part would need the others.
+
 Every dbt invocation, whether a Dagster asset's `dbt build`, `nextbuy dbt ...`, the docs
 or the parse that makes the manifest, goes through dagster-dbt's `DbtCliResource` made by
 `dbt_resource` and the arguments made by `dbt_invocation`, so they all see the same vars,

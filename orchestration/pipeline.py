@@ -53,8 +53,8 @@ LOCATION_NAME = "nextbuy"
 def location_tags() -> dict[str, str]:
     """The tag that files an in-process run under the code location `nextbuy ui` loads, as
     a run launched from the UI is filed: the job's Runs tab, the overview timeline and the
-    run filters find CLI runs by it. (Dagster adds it only to runs that carry a remote
-    origin, which execute_in_process has not.)"""
+    run filters find CLI runs by it. (Dagster adds it only to runs launched with a remote
+    origin, which a run executed in this process has not.)"""
     from dagster._core.definitions.repository_definition.valid_definitions import (
         SINGLETON_REPOSITORY_NAME,
     )
@@ -74,9 +74,11 @@ def execute_here(
     *,
     run_config: dict[str, Any],
     tags: dict[str, str],
-    run_id: str,
+    progress: Callable[[str], Any] | None = None,
+    requested_by: str | None = None,
 ) -> dg.ExecuteInProcessResult:
-    """Execute ``job`` in this process as a run of the job the UI's code location serves.
+    """Execute ``job`` in this process as a run of the job the UI's code location serves;
+    ``progress`` gets a header line (naming ``requested_by``) and the run's steps.
 
     ``job.execute_in_process`` records a run of a rebound copy of the job (the in-process
     executor and an in-memory IO manager swapped in), whose snapshot differs from the
@@ -87,15 +89,20 @@ def execute_here(
     from dagster._core.definitions.job_base import InMemoryJob
     from dagster._core.execution.execute_in_process import core_execute_in_process
 
-    return core_execute_in_process(
-        run_config={**run_config, **IN_PROCESS},
-        job=InMemoryJob(job),
-        instance=inst,
-        output_capturing_enabled=True,
-        raise_on_error=False,
-        run_tags={**job.run_tags, **tags, **location_tags()},
-        run_id=run_id,
-    )
+    run_id = str(uuid.uuid4())
+    if progress is not None:
+        by = f", requested by {requested_by}" if requested_by else ""
+        progress(f"{job.name} run {run_id}{by}:")
+    with step_progress(inst, run_id, progress):
+        return core_execute_in_process(
+            run_config={**run_config, **IN_PROCESS},
+            job=InMemoryJob(job),
+            instance=inst,
+            output_capturing_enabled=True,
+            raise_on_error=False,
+            run_tags={**job.run_tags, **tags, **location_tags()},
+            run_id=run_id,
+        )
 
 
 class PipelineFailed(RuntimeError):
@@ -268,11 +275,7 @@ def run_job(
             else:
                 tags = as_of_partition(inst, as_of.isoformat() if as_of else features_as_of(path))
                 run_config = {}
-            run_id = str(uuid.uuid4())
-            if progress is not None:
-                progress(f"{name} run {run_id}:")
-            with step_progress(inst, run_id, progress):
-                result = execute_here(job, inst, run_config=run_config, tags=tags, run_id=run_id)
+            result = execute_here(job, inst, run_config=run_config, tags=tags, progress=progress)
     if not result.success:
         raise PipelineFailed(failure_summary(result, defs, job.asset_layer.executable_asset_keys))
     return result, defs

@@ -13,7 +13,6 @@ NEXTBUY_HOME, so they survive a restart.
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -196,17 +195,17 @@ def _execute(
     progress: Callable[[str], Any] | None = None,
 ) -> TickRun:
     from orchestration.pipeline import execute_here
-    from orchestration.progress import step_progress
     from orchestration.run_report import failure_summary
 
     job = defs.resolve_job_def(job_name)
-    run_id = str(uuid.uuid4())
-    if progress is not None:
-        progress(f"{job_name} run {run_id}, requested by {requested_by}:")
-    with step_progress(inst, run_id, progress):
-        result = execute_here(
-            job, inst, run_config=dict(request.run_config or {}), tags=tags, run_id=run_id
-        )
+    result = execute_here(
+        job,
+        inst,
+        run_config=dict(request.run_config or {}),
+        tags=tags,
+        progress=progress,
+        requested_by=requested_by,
+    )
     return TickRun(
         requested_by=requested_by,
         job=job_name,

@@ -1,5 +1,9 @@
 """Training runs as MLflow runs: what a run learnt from, how it scored, and the scorer.
 
+Kept whole: one job, recording a training run in MLflow and linking to it; the UI link
+helpers at the end (about 40 lines) read the same tracking URI and are the one part
+that could move if another consumer of MLflow links appears.
+
 One training run = one MLflow run of the tracker's experiment, holding the parameters,
 the data windows, the metrics, the figures and tables, and the scorer (a CatBoost
 ``PropensityModel`` or a rule baseline from ``ml.baselines``) logged as a pyfunc model,

@@ -3,6 +3,9 @@ champion_model (the promotion gate). The modelling itself is ml/; these steps re
 warehouse, call ml/ and record what happened where people look: asset metadata (plots,
 readable tables, links into MLflow's UI) and MLflow (a run spanning the step, its
 description and the version's, updated once the gate has decided).
+
+Kept whole: the two assets of the training step share the Candidate they hand on and
+the metadata helpers that present it; each helper serves only these two.
 """
 
 import datetime as dt
