@@ -5,6 +5,15 @@ between them rather than the (much larger) noise of each metric alone: what the 
 gate (``ml.gate``) needs. Resamples are drawn as per-row counts and measured by
 ``ml.weighted_metrics`` from one sort per scorer, so 1,000 paired resamples of 50k rows
 take seconds (scikit-learn's metrics would re-sort every resample).
+
+Rows are not independent when one customer contributes several (an example per order):
+with ``groups`` (the customer of each row) a resample draws customers, each with all of
+its rows, so the interval is not narrower than the data allows.
+
+The interval also says what the comparison could have found: ``detectable_difference``
+is the smallest true difference that a test on these rows would detect at the usual 80%
+power, (z of the two-sided level + z of the power) times the bootstrap's standard error.
+When it exceeds the gate's margin, "no better" means "not enough test data to decide".
 """
 
 from __future__ import annotations
@@ -13,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+from scipy.stats import norm
 
 from ml.metrics import _labels_and_scores, higher_is_better, metric_value
 from ml.weighted_metrics import TieGroups, weighted_metric
@@ -21,6 +31,8 @@ FloatArray = npt.NDArray[np.float64]
 
 # Weight matrices are built in chunks of about this many cells (8 bytes each).
 _CHUNK_CELLS = 2_000_000
+# The power at which ``detectable_difference`` is stated: the customary 80%.
+POWER = 0.8
 
 
 @dataclass(frozen=True)
@@ -28,9 +40,11 @@ class BootstrapDifference:
     """``metric(a) - metric(b)`` on the data and its paired-bootstrap interval.
 
     >>> from ml.bootstrap import BootstrapDifference
-    >>> result = BootstrapDifference("log_loss", -0.02, -0.021, -0.03, -0.01, 0.95, 1000, 0)
+    >>> result = BootstrapDifference("log_loss", -0.02, -0.021, -0.03, -0.01, 0.95, 1000, 0, 0.005)
     >>> result.higher_is_better, result.a_is_better, result.excludes_zero
     (False, True, True)
+    >>> round(result.detectable_difference, 4)
+    0.014
     """
 
     metric: str
@@ -42,6 +56,16 @@ class BootstrapDifference:
     n_boot: int
     # Resamples where the metric was undefined (e.g. no positive drawn) and left out.
     undefined_resamples: int
+    # Standard deviation of the difference over the resamples: its standard error.
+    standard_error: float = float("nan")
+    # Independent units resampled: customers with ``groups``, else rows.
+    units: int = 0
+
+    @property
+    def detectable_difference(self) -> float:
+        """The smallest true difference these rows detect with 80% power at this level."""
+        z = norm.ppf(0.5 + self.confidence_level / 2.0) + norm.ppf(POWER)
+        return float(z * self.standard_error)
 
     @property
     def higher_is_better(self) -> bool:
@@ -65,10 +89,12 @@ def paired_bootstrap_difference(
     n_boot: int,
     seed: int,
     confidence_level: float,
+    groups: npt.ArrayLike | None = None,
 ) -> BootstrapDifference:
     """Paired bootstrap of ``metric(a) - metric(b)`` with a percentile interval.
 
-    ``difference`` is measured on the data itself, the interval on the resamples.
+    ``difference`` is measured on the data itself, the interval on the resamples. With
+    ``groups`` (one key per row, e.g. the customer id) whole groups are resampled.
 
     >>> from ml.bootstrap import paired_bootstrap_difference
     >>> y = [0, 1] * 10
@@ -85,14 +111,23 @@ def paired_bootstrap_difference(
         raise ValueError("confidence_level must be between 0 and 1")
     observed = metric_value(metric, y, a) - metric_value(metric, y, b)
     n = y.size
+    if groups is None:
+        unit_of_row = np.arange(n)
+    else:
+        keys = np.asarray(groups).ravel()
+        if keys.size != n:
+            raise ValueError(f"groups has {keys.size} keys for {n} rows")
+        unit_of_row = np.unique(keys, return_inverse=True)[1].ravel()
+    units = int(unit_of_row.max()) + 1
     groups_a, groups_b = TieGroups.of(y, a), TieGroups.of(y, b)
     rng = np.random.default_rng(seed)
-    chunk = max(1, _CHUNK_CELLS // n)
+    chunk = max(1, _CHUNK_CELLS // max(n, units))
     differences: list[FloatArray] = []
     for first in range(0, n_boot, chunk):
         size = min(chunk, n_boot - first)
-        draws = rng.integers(0, n, size=(size, n)) + (np.arange(size) * n)[:, None]
-        weights = np.bincount(draws.ravel(), minlength=size * n).reshape(size, n).astype(np.float64)
+        draws = rng.integers(0, units, size=(size, units)) + (np.arange(size) * units)[:, None]
+        counts = np.bincount(draws.ravel(), minlength=size * units).reshape(size, units)
+        weights = counts[:, unit_of_row].astype(np.float64)
         differences.append(
             weighted_metric(metric, y, a, groups_a, weights)
             - weighted_metric(metric, y, b, groups_b, weights)
@@ -112,4 +147,6 @@ def paired_bootstrap_difference(
         confidence_level=confidence_level,
         n_boot=n_boot,
         undefined_resamples=int(all_differences.size - defined.size),
+        standard_error=float(defined.std(ddof=1)) if defined.size > 1 else 0.0,
+        units=units,
     )

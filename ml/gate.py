@@ -5,6 +5,13 @@ rule baseline and the current champion) on the gate's metric by at least ``margi
 the paired bootstrap interval of the difference lies entirely on the candidate's side of
 zero. Anything less keeps the champion, and the decision says which contender stopped it
 and why, with the numbers.
+
+The gate also says when the test rows could not have shown a difference that matters:
+when the comparison is inconclusive and the smallest difference these rows detect (80%
+power, ``ml.bootstrap``) is larger than the margin, the verdict is "not enough test data
+to decide", not "no better". Examples of one customer are resampled together
+(``groups``), and a contender can be compared on a subset of the rows (``rows``: the
+champion only on rows it was not trained on).
 """
 
 from __future__ import annotations
@@ -51,6 +58,15 @@ class Comparison:
     upper: float
     confidence_level: float
     margin: float
+    # The smallest improvement these rows detect with 80% power (NaN: unknown).
+    detectable_difference: float = float("nan")
+    # Test rows the comparison was made on.
+    rows: int = 0
+
+    @property
+    def underpowered(self) -> bool:
+        """The rows could not reliably show an improvement as large as the margin."""
+        return bool(self.detectable_difference > max(self.margin, 0.0))
 
     @property
     def clears_margin(self) -> bool:
@@ -75,12 +91,14 @@ class Comparison:
     @property
     def verdict(self) -> str:
         """One word for the comparison: ``better`` (beaten), ``worse`` (the whole interval
-        is below zero: significantly worse), ``no better`` (the interval includes zero) or
-        ``not enough better`` (significantly better, but by less than the margin)."""
+        is below zero: significantly worse), ``undecided`` (the interval includes zero
+        and the rows could not detect a difference as large as the margin), ``no
+        better`` (the interval includes zero) or ``not enough better`` (significantly
+        better, but by less than the margin)."""
         if self.upper < 0:
             return "worse"
         if not self.significant:
-            return "no better"
+            return "undecided" if self.underpowered else "no better"
         if not self.clears_margin:
             return "not enough better"
         return "better"
@@ -100,6 +118,12 @@ class Comparison:
                 f"better than {self.contender} by less than the margin {self.margin:g} "
                 f"({self.interval()})"
             )
+        if self.verdict == "undecided":
+            return (
+                f"not enough test data to decide against {self.contender} "
+                f"({self.interval()}; {self.rows:,} test rows detect only differences of "
+                f"{self.detectable_difference:.4f} or more, the margin is {self.margin:g})"
+            )
         return f"{self.verdict} than {self.contender} ({self.interval()})"
 
     def why_not(self) -> str:
@@ -108,6 +132,10 @@ class Comparison:
             "better": "",
             "worse": "significantly worse: the whole interval is below zero",
             "no better": "no better: the interval includes zero",
+            "undecided": (
+                "not enough test data to decide: the interval includes zero and these rows "
+                f"detect only differences of {self.detectable_difference:.4f} or more"
+            ),
             "not enough better": f"better, but by less than the margin {self.margin:g}",
         }[self.verdict]
 
@@ -150,8 +178,13 @@ def decide(
     n_boot: int,
     confidence_level: float,
     seed: int,
+    groups: npt.ArrayLike | None = None,
+    rows: Mapping[str, npt.ArrayLike] | None = None,
 ) -> GateDecision:
     """Compare ``candidate`` scores with each contender's scores on the same rows.
+
+    ``groups`` (e.g. customer ids) makes the bootstrap resample groups, not rows;
+    ``rows`` maps a contender to a boolean mask of the rows it is compared on.
 
     >>> from ml.gate import decide
     >>> decision = decide(
@@ -171,18 +204,29 @@ def decide(
         raise ValueError("the gate needs at least one contender (a baseline) to compare with")
     if margin < 0 or not math.isfinite(margin):
         raise ValueError(f"margin must be a non-negative number, not {margin}")
-    y = np.asarray(y_true, dtype=np.float64)
-    candidate_value = metric_value(metric, y, candidate)
+    y_all = np.asarray(y_true, dtype=np.float64)
+    candidate_all = np.asarray(candidate, dtype=np.float64)
+    keys = None if groups is None else np.asarray(groups).ravel()
     comparisons = []
-    for name, scores in contenders.items():
+    for name, contender in contenders.items():
+        scores = np.asarray(contender, dtype=np.float64)
+        mask = np.ones(y_all.size, dtype=bool)
+        if rows is not None and name in rows:
+            mask = np.asarray(rows[name], dtype=bool).ravel()
+            if mask.size != y_all.size:
+                raise ValueError(f"rows[{name!r}] has {mask.size} entries for {y_all.size} rows")
+        if not mask.any():
+            raise ValueError(f"no test rows to compare with {name}")
+        y, a, b = y_all[mask], candidate_all[mask], scores[mask]
         diff = paired_bootstrap_difference(
             y,
-            candidate,
-            scores,
+            a,
+            b,
             metric,
             n_boot=n_boot,
             seed=seed,
             confidence_level=confidence_level,
+            groups=None if keys is None else keys[mask],
         )
         # diff is metric(candidate) - metric(contender); orient it so positive is better.
         sign = 1.0 if diff.higher_is_better else -1.0
@@ -191,13 +235,15 @@ def decide(
             Comparison(
                 contender=name,
                 metric=metric,
-                candidate_value=candidate_value,
-                contender_value=metric_value(metric, y, scores),
+                candidate_value=metric_value(metric, y, a),
+                contender_value=metric_value(metric, y, b),
                 improvement=sign * diff.difference,
                 lower=bounds[0],
                 upper=bounds[1],
                 confidence_level=confidence_level,
                 margin=margin,
+                detectable_difference=diff.detectable_difference,
+                rows=int(y.size),
             )
         )
     return GateDecision(
@@ -238,5 +284,5 @@ def gate_sentence(comparisons: list[Comparison]) -> str:
 
 def _severity(c: Comparison) -> tuple[int, float]:
     """Worse first, then no better, then not enough better; then the smaller gain."""
-    order = {"worse": 0, "no better": 1, "not enough better": 2, "better": 3}
+    order = {"worse": 0, "no better": 1, "undecided": 2, "not enough better": 3, "better": 4}
     return order[c.verdict], c.improvement

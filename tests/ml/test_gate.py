@@ -127,3 +127,68 @@ def test_needs_a_contender() -> None:
     y, signal = _data(n=100)
     with pytest.raises(ValueError, match="at least one contender"):
         decide(y, signal, {}, seed=7, **SETTINGS)
+
+
+def test_too_few_test_rows_say_so_instead_of_no_better() -> None:
+    """On 300 rows a real but small gain cannot be told from noise: the gate says the data
+    cannot decide, with the difference it could have detected; on 40,000 rows of the same
+    kind it can."""
+    few_y, few = _data(n=300, seed=5)
+    rng = np.random.default_rng(1)
+    few_contender = few + rng.normal(scale=0.3, size=few.size)
+    small = decide(few_y, few, {"champion": few_contender}, seed=7, **SETTINGS)
+    (comparison,) = small.comparisons
+    assert not small.promote
+    assert comparison.verdict == "undecided"
+    assert comparison.rows == 300
+    assert comparison.detectable_difference > SETTINGS["margin"]
+    assert small.reason.startswith("not promoted: not enough test data to decide against champion")
+    assert (
+        f"detect only differences of {comparison.detectable_difference:.4f} or more" in small.reason
+    )
+    many_y, many = _data(n=40_000, seed=5)
+    many_contender = many + rng.normal(scale=0.3, size=many.size)
+    large = decide(many_y, many, {"champion": many_contender}, seed=7, **SETTINGS)
+    assert large.comparisons[0].verdict == "better", large.reason
+
+
+def test_a_contender_compared_on_its_own_rows_and_by_customer() -> None:
+    """The champion is compared only on rows it was not trained on (``rows``); resampling
+    customers (``groups``) widens the interval when customers repeat."""
+    y, signal = _data(n=4000, seed=2)
+    rng = np.random.default_rng(12)
+    contender = signal + rng.normal(scale=1.0, size=y.size)
+    newest = np.arange(y.size) >= 3000
+    decision = decide(
+        y,
+        signal,
+        {"champion": contender, "rule": contender},
+        rows={"champion": newest},
+        seed=7,
+        **SETTINGS,
+    )
+    champion, rule = decision.comparisons
+    assert (champion.rows, rule.rows) == (1000, 4000)
+    assert champion.candidate_value == pytest.approx(
+        decide(y[newest], signal[newest], {"c": contender[newest]}, seed=7, **SETTINGS)
+        .comparisons[0]
+        .candidate_value
+    )
+    # Each of 500 customers seen eight times: 4,000 rows, but 500 customers' worth.
+    y8, signal8, contender8 = (np.repeat(v[:500], 8) for v in (y, signal, contender))
+    customers = np.repeat(np.arange(500), 8)
+    by_row = decide(y8, signal8, {"rule": contender8}, seed=7, **SETTINGS)
+    grouped = decide(y8, signal8, {"rule": contender8}, groups=customers, seed=7, **SETTINGS)
+    assert (
+        grouped.comparisons[0].detectable_difference
+        > 2 * by_row.comparisons[0].detectable_difference
+    )
+    with pytest.raises(ValueError, match="no test rows to compare with champion"):
+        decide(
+            y,
+            signal,
+            {"champion": contender},
+            rows={"champion": np.zeros(y.size)},
+            seed=7,
+            **SETTINGS,
+        )
