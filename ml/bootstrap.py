@@ -19,10 +19,10 @@ When it exceeds the gate's margin, "no better" means "not enough test data to de
 from __future__ import annotations
 
 from dataclasses import dataclass
+from statistics import NormalDist
 
 import numpy as np
 import numpy.typing as npt
-from scipy.stats import norm
 
 from ml.metrics import _labels_and_scores, higher_is_better, metric_value
 from ml.weighted_metrics import TieGroups, weighted_metric
@@ -64,7 +64,8 @@ class BootstrapDifference:
     @property
     def detectable_difference(self) -> float:
         """The smallest true difference these rows detect with 80% power at this level."""
-        z = norm.ppf(0.5 + self.confidence_level / 2.0) + norm.ppf(POWER)
+        normal = NormalDist()
+        z = normal.inv_cdf(0.5 + self.confidence_level / 2.0) + normal.inv_cdf(POWER)
         return float(z * self.standard_error)
 
     @property
