@@ -7,6 +7,7 @@ values of parameters.yaml, and get arrays, frames, dataclasses and figures back.
 
 from ml.baselines import OverallRate, PriorShareRule, RateByGroup, Scorer, rule_baselines
 from ml.bootstrap import BootstrapDifference, paired_bootstrap_difference
+from ml.calibration import Calibrated, calibration_errors
 from ml.drift import DriftMonitor, DriftReport, population_stability_index
 from ml.metrics import (
     Evaluation,
@@ -14,6 +15,7 @@ from ml.metrics import (
     brier_score,
     calibration_table,
     evaluate,
+    expected_roc_auc,
     higher_is_better,
     lift_at_top,
     log_loss,
@@ -29,6 +31,7 @@ from ml.split import SplitWindows, TimeSplit, time_gapped_split
 
 __all__ = [
     "BootstrapDifference",
+    "Calibrated",
     "DriftMonitor",
     "DriftReport",
     "Evaluation",
@@ -41,9 +44,11 @@ __all__ = [
     "TimeSplit",
     "average_precision",
     "brier_score",
+    "calibration_errors",
     "calibration_figure",
     "calibration_table",
     "evaluate",
+    "expected_roc_auc",
     "gains_figure",
     "higher_is_better",
     "lift_at_top",

@@ -71,6 +71,38 @@ def roc_auc(y_true: npt.ArrayLike, score: npt.ArrayLike) -> float:
     return float(sklearn_metrics.roc_auc_score(y, s)) if has_both_classes else math.nan
 
 
+def expected_roc_auc(probability: npt.ArrayLike, score: npt.ArrayLike) -> float:
+    """ROC-AUC expected under true probabilities, with the noise of realised labels removed.
+
+    Each row is a positive with probability ``probability`` (e.g. the simulator's
+    truth), independently: the expected number of correctly ordered positive/negative
+    pairs over the expected number of such pairs (ties count half; a row is never paired
+    with itself). It ranks scorers far more stably than the AUC of one draw of labels.
+
+    >>> from ml.metrics import expected_roc_auc
+    >>> expected_roc_auc([1.0, 0.0, 1.0, 0.0], [0.8, 0.4, 0.35, 0.1])
+    0.75
+    >>> round(expected_roc_auc([0.9, 0.1], [0.9, 0.1]), 4), round(expected_roc_auc([0.9, 0.1], [0.1, 0.9]), 4)
+    (0.9878, 0.0122)
+    """
+    p = np.asarray(probability, dtype=np.float64).ravel()
+    s = np.asarray(score, dtype=np.float64).ravel()
+    if p.shape != s.shape or p.size == 0:
+        raise ValueError(f"probability has {p.size} values but score has {s.size}")
+    if not (np.isfinite(s).all() and ((p >= 0) & (p <= 1)).all()):
+        raise ValueError("probability must lie in [0, 1] and scores must be finite")
+    order = np.argsort(s, kind="stable")
+    s_sorted, pos, neg = s[order], p[order], 1.0 - p[order]
+    starts = np.flatnonzero(np.r_[True, s_sorted[1:] != s_sorted[:-1]])
+    group_pos = np.add.reduceat(pos, starts)
+    group_neg = np.add.reduceat(neg, starts)
+    group_self = np.add.reduceat(pos * neg, starts)
+    below_neg = np.cumsum(group_neg) - group_neg
+    concordant = float(np.sum(group_pos * below_neg + 0.5 * (group_pos * group_neg - group_self)))
+    pairs = float(pos.sum() * neg.sum() - np.sum(pos * neg))
+    return concordant / pairs if pairs > 0 else math.nan
+
+
 def average_precision(y_true: npt.ArrayLike, score: npt.ArrayLike) -> float:
     """PR-AUC as average precision (scikit-learn's, whole tie groups); NaN without positives.
 
