@@ -41,6 +41,8 @@
         history.avg_item_price_through as avg_item_price,
         history.last_item_price,
         history.target_items_through * 1.0 / history.items_through as prior_target_brand_share,
+        cast(history.target_items_through as {{ dbt.type_bigint() }}) as prior_target_items,
+        cast(history.target_brands_through as {{ dbt.type_bigint() }}) as prior_target_brands,
 
         -- text: the last {{ required_var('sequence_length') }} purchased items, oldest first
         history.brand_sequence,

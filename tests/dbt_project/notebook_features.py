@@ -102,6 +102,8 @@ def _history_features(
         "avg_item_price": history["sale_price"].mean(),
         "last_item_price": history["sale_price"].iloc[-1],
         "prior_target_brand_share": target_share,
+        "prior_target_items": int(history["is_target"].sum()),
+        "prior_target_brands": int(history.loc[history["is_target"], "brand"].nunique()),
         "brand_sequence": ";".join(history["brand"].tail(n)),
         "department_sequence": ";".join(history["department"].tail(n)),
         "category_sequence": ";".join(history["category"].tail(n)),

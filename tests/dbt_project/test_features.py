@@ -19,7 +19,8 @@ TARGET_BRANDS = list(load_parameters().campaign.target_brands)
 FEATURES = [
     "gender", "country", "city", "traffic_source", "age", "prior_orders", "prior_items",
     "days_since_last_order", "days_since_first_order", "days_since_signup", "avg_item_price",
-    "last_item_price", "prior_target_brand_share", "brand_sequence", "department_sequence",
+    "last_item_price", "prior_target_brand_share", "prior_target_items", "prior_target_brands",
+    "brand_sequence", "department_sequence",
     "category_sequence",
 ]  # fmt: skip
 

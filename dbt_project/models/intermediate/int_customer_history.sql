@@ -13,6 +13,20 @@ purchase_items as {{ changed_customers_import() }} (
 
 ),
 
+first_purchases as (
+
+    select
+        *,
+        -- The customer's first item of the brand: counting these counts distinct brands
+        -- with a running sum (BigQuery has no DISTINCT in window aggregates).
+        row_number() over (
+            partition by customer_id, brand order by item_number
+        ) = 1 as is_first_of_brand
+
+    from purchase_items
+
+),
+
 running as (
 
     select
@@ -28,6 +42,9 @@ running as (
         sum(case when is_target_brand then 1 else 0 end) over (
             {{ customer_items }} rows between unbounded preceding and current row
         ) as target_items_through,
+        sum(case when is_target_brand and is_first_of_brand then 1 else 0 end) over (
+            {{ customer_items }} rows between unbounded preceding and current row
+        ) as target_brands_through,
         {{ trailing_sequence('brand', 'customer_id', 'item_number', n) }} as brand_sequence,
         {{ trailing_sequence('department', 'customer_id', 'item_number', n) }} as department_sequence,
         {{ trailing_sequence('category', 'customer_id', 'item_number', n) }} as category_sequence,
@@ -35,7 +52,7 @@ running as (
             partition by customer_id, order_number order by item_number desc
         ) as items_after_in_order
 
-    from purchase_items
+    from first_purchases
 
 ),
 
@@ -49,6 +66,7 @@ final as (
         min(ordered_at) over (partition by customer_id) as first_order_at,
         item_number as items_through,
         target_items_through,
+        target_brands_through,
         price_sum_through / item_number as avg_item_price_through,
         last_item_price,
         brand_sequence,
