@@ -9,6 +9,7 @@ from ml.baselines import OverallRate, PriorShareRule, RateByGroup, Scorer, rule_
 from ml.bootstrap import BootstrapDifference, paired_bootstrap_difference
 from ml.calibration import Calibrated, calibration_errors
 from ml.drift import DriftMonitor, DriftReport, population_stability_index
+from ml.logistic import LogisticModel
 from ml.metrics import (
     Evaluation,
     average_precision,
@@ -35,6 +36,7 @@ __all__ = [
     "DriftMonitor",
     "DriftReport",
     "Evaluation",
+    "LogisticModel",
     "OverallRate",
     "PriorShareRule",
     "PropensityModel",
