@@ -65,6 +65,7 @@ def time_gapped_split(
     gap_days: int,
     time_column: str = "as_of",
     label_column: str = "label",
+    end: pd.Timestamp | None = None,
 ) -> TimeSplit:
     """Split examples by time into train / gap / validation / gap / test.
 
@@ -72,6 +73,8 @@ def time_gapped_split(
     test window is exactly the last ``test_days`` calendar days of the data. Each of the
     three windows must hold both labels: a window without positives (or negatives) cannot
     measure AUC nor stop training early, and failing loudly beats a silent NaN.
+    With ``end`` (midnight) the test window ends there instead, and later examples are in
+    no window (``rolling_origin_splits`` moves the origin back this way).
 
     >>> import pandas as pd
     >>> from ml.split import time_gapped_split
@@ -97,7 +100,7 @@ def time_gapped_split(
     if times.isna().any():
         raise ValueError(f"split: {int(times.isna().sum())} examples have no {time_column}")
 
-    test_end = times.max().floor("D") + _DAY
+    test_end = times.max().floor("D") + _DAY if end is None else pd.Timestamp(end).floor("D")
     test_start = test_end - test_days * _DAY
     validation_end = test_start - gap_days * _DAY
     validation_start = validation_end - validation_days * _DAY
@@ -114,7 +117,7 @@ def time_gapped_split(
 
     in_train = (times < train_end).to_numpy()
     in_validation = ((times >= validation_start) & (times < validation_end)).to_numpy()
-    in_test = (times >= test_start).to_numpy()
+    in_test = ((times >= test_start) & (times < test_end)).to_numpy()
     parts = {
         "train": (examples[in_train], train_start, train_end),
         "validation": (examples[in_validation], validation_start, validation_end),
@@ -128,8 +131,64 @@ def time_gapped_split(
         validation=parts["validation"][0],
         test=parts["test"][0],
         windows=windows,
-        dropped_in_gaps=int(len(examples) - in_train.sum() - in_validation.sum() - in_test.sum()),
+        dropped_in_gaps=int(
+            (times < test_end).sum() - in_train.sum() - in_validation.sum() - in_test.sum()
+        ),
     )
+
+
+def rolling_origin_splits(
+    examples: pd.DataFrame,
+    *,
+    folds: int,
+    test_days: int,
+    validation_days: int,
+    gap_days: int,
+    time_column: str = "as_of",
+    label_column: str = "label",
+) -> list[TimeSplit]:
+    """``folds`` time-gapped splits whose test windows tile the last ``folds`` x
+    ``test_days`` days, oldest first: a rolling-origin backtest.
+
+    Each fold's train and validation windows lie before its own test window (with the
+    gaps), so a model fitted on a fold never saw its test days; the newest fold is
+    ``time_gapped_split`` itself. Pooling the folds' test rows measures a model K times
+    on as many examples, and the folds side by side show how stable it is over time.
+
+    >>> import pandas as pd
+    >>> from ml.split import rolling_origin_splits
+    >>> examples = pd.DataFrame({"as_of": pd.date_range("2026-01-01", periods=20), "label": [0, 1] * 10})
+    >>> splits = rolling_origin_splits(examples, folds=3, test_days=2, validation_days=2, gap_days=1)
+    >>> [(s.test.index.min(), s.test.index.max(), len(s.train)) for s in splits]
+    [(14, 15, 10), (16, 17, 12), (18, 19, 14)]
+    """
+    if folds < 1:
+        raise ValueError(f"split: folds ({folds}) must be at least 1")
+    if examples.empty:
+        raise ValueError("split: there are no training examples to split")
+    times = pd.to_datetime(examples[time_column])
+    last_end = times.max().floor("D") + _DAY
+    splits = []
+    for fold in range(folds):
+        end = last_end - (folds - 1 - fold) * test_days * _DAY
+        try:
+            splits.append(
+                time_gapped_split(
+                    examples,
+                    test_days=test_days,
+                    validation_days=validation_days,
+                    gap_days=gap_days,
+                    time_column=time_column,
+                    label_column=label_column,
+                    end=end,
+                )
+            )
+        except ValueError as error:
+            raise ValueError(
+                f"{error} (backtest fold {fold + 1} of {folds}; fewer split.folds need "
+                "less history)"
+            ) from error
+    return splits
 
 
 def _check_window(

@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+import itertools
+
+import numpy as np
 import pandas as pd
 import pytest
 
-from ml.split import time_gapped_split
+from ml.split import rolling_origin_splits, time_gapped_split
 
 
 def daily_examples(first: str, last: str, tz: str | None = None) -> pd.DataFrame:
@@ -87,3 +90,33 @@ def test_parameters_give_a_valid_split(parameters: dict[str, object]) -> None:
     examples = daily_examples("2025-01-01", "2026-10-31")
     split = time_gapped_split(examples, **section)
     assert len(split.test) == section["test_days"]
+
+
+def test_rolling_origin_folds_tile_the_last_days_and_never_see_their_test() -> None:
+    days = pd.date_range("2025-01-01", "2025-12-31 18:00", freq="6h")
+    examples = pd.DataFrame({"as_of": days, "label": np.arange(days.size) % 3 == 0})
+    splits = rolling_origin_splits(examples, folds=4, test_days=28, validation_days=14, gap_days=7)
+    assert [str(s.windows.test_end.date()) for s in splits] == [
+        "2025-10-09", "2025-11-06", "2025-12-04", "2026-01-01",
+    ]  # fmt: skip
+    for earlier, later in itertools.pairwise(splits):
+        assert earlier.windows.test_end == later.windows.test_start
+    for s in splits:
+        assert s.train["as_of"].max() < s.windows.validation_start
+        assert s.validation["as_of"].max() < s.windows.test_start
+        assert s.test["as_of"].between(s.windows.test_start, s.windows.test_end).all()
+        assert len(s.test) == 28 * 4
+    pooled = pd.concat(s.test for s in splits)
+    assert pooled.index.is_unique and len(pooled) == 4 * 28 * 4
+    assert (
+        splits[-1].windows
+        == time_gapped_split(examples, test_days=28, validation_days=14, gap_days=7).windows
+    )
+
+
+def test_a_fold_without_history_is_named() -> None:
+    examples = pd.DataFrame(
+        {"as_of": pd.date_range("2026-01-01", periods=60), "label": [0, 1] * 30}
+    )
+    with pytest.raises(ValueError, match=r"train window .* holds no examples.*fold 1 of 3"):
+        rolling_origin_splits(examples, folds=3, test_days=14, validation_days=14, gap_days=7)
