@@ -52,6 +52,11 @@ class Catalogue:
     group_is_target: np.ndarray  # bool (brand strings match target brands exactly)
 
     @property
+    def product_group(self) -> np.ndarray:
+        """The (department, brand) group of each product."""
+        return np.repeat(np.arange(len(self.group_size)), self.group_size)
+
+    @property
     def department_slices(self) -> list[slice]:
         bounds = np.searchsorted(self.department, np.arange(len(DEPARTMENTS) + 1))
         return [slice(int(bounds[d]), int(bounds[d + 1])) for d in range(len(DEPARTMENTS))]
@@ -152,12 +157,17 @@ def draw_latent(
     favourites = np.empty((n, b.favourite_brands), dtype=np.int64)
     for d in range(len(DEPARTMENTS)):
         groups = np.flatnonzero(cat.group_department == d)
-        weight = cat.group_size[groups].astype(np.float64) ** b.brand_popularity_exponent
+        weight = brand_popularity(cat, b)[groups]
         cdf = np.cumsum(weight) / weight.sum()
         rows = home == d
         pick = np.minimum(np.searchsorted(cdf, u[rows], side="right"), len(groups) - 1)
         favourites[rows] = groups[pick]
     return Latent(home, loyalty, cross_share, price_tier, favourites)
+
+
+def brand_popularity(cat: Catalogue, b: BehaviourSettings) -> np.ndarray:
+    """Each group's weight as a favourite, relative to its department's other groups."""
+    return np.asarray(cat.group_size.astype(np.float64) ** b.brand_popularity_exponent)
 
 
 @dataclass(frozen=True)
@@ -171,6 +181,8 @@ class Market:
     cdf: np.ndarray  # float64, concatenated shifted CDFs
     product_at: np.ndarray  # int64 catalogue index of each cdf position
     target_share: np.ndarray  # float64 (buckets,): P(target brand | bucket)
+    probability: np.ndarray  # float64 P(product at position | its bucket): the CDF's steps
+    bucket_start: np.ndarray  # int64 first position of each bucket
 
 
 def bucket(dept: np.ndarray, tier: np.ndarray, month: np.ndarray, phase: np.ndarray) -> np.ndarray:
@@ -185,6 +197,7 @@ def build_market(cat: Catalogue, b: BehaviourSettings) -> Market:
     cdfs: list[np.ndarray] = []
     positions: list[np.ndarray] = []
     shares: list[float] = []
+    probabilities: list[np.ndarray] = []
     for d, dept_slice in enumerate(cat.department_slices):
         idx = np.arange(dept_slice.start, dept_slice.stop, dtype=np.int64)
         for tier in range(PRICE_TIERS):
@@ -206,7 +219,15 @@ def build_market(cat: Catalogue, b: BehaviourSettings) -> Market:
                     cdfs.append(k + cdf)
                     positions.append(idx)
                     shares.append(float(w[cat.is_target[idx]].sum() / w.sum()))
-    return Market(np.concatenate(cdfs), np.concatenate(positions), np.array(shares))
+                    probabilities.append(w / w.sum())
+    sizes = np.array([len(c) for c in cdfs], dtype=np.int64)
+    return Market(
+        np.concatenate(cdfs),
+        np.concatenate(positions),
+        np.array(shares),
+        np.concatenate(probabilities),
+        np.cumsum(sizes) - sizes,
+    )
 
 
 def order_buckets(
@@ -244,6 +265,41 @@ def draw_products(
         )
         product[loyal] = cat.group_start[group] + offset
     return np.asarray(product, dtype=np.int64)
+
+
+def item_probability(
+    cat: Catalogue,
+    market: Market,
+    latent: Latent,
+    customer: np.ndarray,
+    month: np.ndarray,
+    phase: np.ndarray,
+    product: np.ndarray,
+) -> np.ndarray:
+    """P(an item of the order is catalogue product `product`), exactly as `draw_products` samples.
+
+    The likelihood of an observed item: a loyal draw takes a uniform slot, then a uniform
+    product of that favourite's group; a market draw takes the home or the other
+    department's bucket, then a product by the bucket's weights.
+    """
+    home = latent.home_department[customer]
+    in_home = cat.department[product] == home
+    home_bucket, other_bucket = order_buckets(latent, customer, month, phase)
+    chosen = np.where(in_home, home_bucket, other_bucket)
+    # a bucket's positions are its department's products in catalogue order
+    position = (
+        market.bucket_start[chosen] + product - market.product_at[market.bucket_start[chosen]]
+    )
+    cross = latent.cross_share[customer]
+    market_p = np.where(in_home, 1 - cross, cross) * market.probability[position]
+    k = latent.favourite_groups.shape[1]
+    if not k:
+        return np.asarray(market_p, dtype=np.float64)
+    group = cat.product_group[product]
+    slots = (latent.favourite_groups[customer] == group[:, None]).sum(axis=1)
+    loyal_p = slots / k / cat.group_size[group]
+    loyalty = latent.loyalty[customer]
+    return np.asarray(loyalty * loyal_p + (1 - loyalty) * market_p, dtype=np.float64)
 
 
 def favourite_target_share(cat: Catalogue, latent: Latent) -> np.ndarray:
