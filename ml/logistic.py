@@ -111,6 +111,12 @@ class LogisticModel:
         self.mean_ = np.where(np.isfinite(self.mean_), self.mean_, 0.0)
         seen = X[self.cross_with].dropna().astype("object").unique().tolist()
         self.levels_ = [*sorted(str(v) for v in seen), _MISSING]
+        self.feature_names_in_ = np.asarray(
+            list(
+                dict.fromkeys([self.cross_with, *self.numeric_features, *self.indicator_features])
+            ),
+            dtype=object,
+        )
         self.model_ = LogisticRegression(C=self.C, fit_intercept=False, max_iter=2000)
         self.model_.fit(self._design(X), labels)
         return self

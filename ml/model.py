@@ -118,12 +118,15 @@ class PropensityModel:
         y: npt.ArrayLike,
         eval_set: tuple[pd.DataFrame, npt.ArrayLike] | None = None,
         progress: Callable[[int, int, float | None], object] | None = None,
+        keep_trees: bool = False,
     ) -> Self:
         """Train; with ``eval_set`` (the validation window) stop early and keep the best
         iteration, without it train all ``iterations`` (early stopping needs data to
         stop on). ``progress`` is called after every iteration with its number (from 1),
         the most iterations the fit may take, and the validation loss (None without
-        ``eval_set``)."""
+        ``eval_set``). With ``keep_trees`` the trees after the best iteration are kept
+        (until early stopping), so that the number of trees can be chosen later on
+        several folds' ``validation_curve_`` and set with ``shrink``."""
         empty_text = [c for c in self.text_features if c in X.columns and _all_empty(X[c])]
         # CatBoost cannot build a dictionary from a column without a single token (it
         # fails the whole fit); such a column carries no information, so it is left out.
@@ -136,7 +139,7 @@ class PropensityModel:
             params.pop("early_stopping_rounds", None)
         else:
             eval_pool = self._pool(eval_set[0], self.text_features_, eval_set[1])
-            params["use_best_model"] = True
+            params["use_best_model"] = not keep_trees
         model = catboost.CatBoostClassifier(**params)
         callbacks = None if progress is None else [_Progress(progress, model.get_params())]
         model.fit(train_pool, eval_set=eval_pool, callbacks=callbacks)
@@ -151,16 +154,36 @@ class PropensityModel:
         best = model.get_best_iteration()
         self.best_iteration_: int | None = None if best is None else int(best)
         self.tree_count_ = int(model.tree_count_)
+        curve = (model.get_evals_result().get("validation") or {}).get(
+            str(params.get("eval_metric", "Logloss"))
+        )
+        # The eval metric on the validation window after each tree (empty without one).
+        self.validation_curve_: FloatArray = np.asarray(curve or [], dtype=np.float64)
         weights = model.get_all_params().get("class_weights") or [1.0, 1.0]
         self.class_weight_ratio_ = float(weights[1]) / float(weights[0])
+        return self
+
+    def shrink(self, trees: int) -> Self:
+        """Score with the first ``trees`` trees only (at least one; no more than there
+        are). The later trees stay in the model unused: CatBoost's own ``shrink`` breaks
+        the text-feature processing of a model with text features (a buffer-size error
+        at prediction), so predictions stop at ``ntree_end`` instead."""
+        if not hasattr(self, "model_"):
+            raise RuntimeError("PropensityModel is not fitted: call fit first")
+        self.ntree_end_ = max(1, min(int(trees), int(self.model_.tree_count_)))
+        self.tree_count_ = self.ntree_end_
+        self.best_iteration_ = self.ntree_end_ - 1
         return self
 
     def predict_proba(self, X: pd.DataFrame) -> FloatArray:
         """Probability that each row's next order holds a target brand (1-d)."""
         if not hasattr(self, "model_"):
             raise RuntimeError("PropensityModel is not fitted: call fit first")
+        pool = self._pool(X, self.text_features_)
+        # 0: every tree; after ``shrink`` the chosen number.
+        ntree_end = getattr(self, "ntree_end_", 0)
         raw = np.asarray(
-            self.model_.predict_proba(self._pool(X, self.text_features_))[:, 1], dtype=np.float64
+            self.model_.predict_proba(pool, ntree_end=ntree_end)[:, 1], dtype=np.float64
         )
         if not self.correct_class_weights or self.class_weight_ratio_ == 1.0:
             return raw

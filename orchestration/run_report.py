@@ -65,53 +65,82 @@ def _finite(value: Any) -> float | None:
 
 def summary_json(decision: Any) -> dict[str, Any]:
     """The report's machine-readable line (the keys scripts rely on)."""
-    from orchestration.defs.training.assets import CANDIDATE, ORACLE
+    from orchestration.defs.training.candidates import MODELS, REFERENCES
 
     metrics = decision.metrics
-    baselines = metrics.drop(index=[CANDIDATE, ORACLE], errors="ignore")
+    name = decision.candidate_name
+    baselines = metrics.drop(index=[*MODELS, *REFERENCES], errors="ignore")
     best = baselines["roc_auc"].astype(float).idxmax()
+    expected = metrics.get("expected_roc_auc")
+    ceiling_share = None
+    if expected is not None and decision.ceiling_auc is not None:
+        from orchestration.defs.training.candidates import CEILING
+
+        lift = float(expected[CEILING]) - 0.5
+        ceiling_share = (float(expected[name]) - 0.5) / lift if lift > 0 else None
     return {
-        "auc": _finite(metrics.loc[CANDIDATE, "roc_auc"]),
+        "auc": _finite(metrics.loc[name, "roc_auc"]),
+        "candidate_model": name,
         "best_baseline": str(best),
         "best_baseline_auc": _finite(baselines.loc[best, "roc_auc"]),
         "oracle_auc": _finite(decision.oracle_auc),
-        "lift_at_10": _finite(metrics.loc[CANDIDATE].get("lift_at_10")),
+        "ceiling_auc": _finite(decision.ceiling_auc),
+        "expected_auc": None if expected is None else _finite(expected[name]),
+        "ceiling_share": _finite(ceiling_share),
+        "folds": int(decision.folds),
+        "test_rows": int(metrics.loc[name, "n"]),
+        "detectable_difference": _finite(decision.detectable_difference),
+        "lift_at_10": _finite(metrics.loc[name].get("lift_at_10")),
         "champion": f"{decision.champion.name} v{decision.champion.version}",
         "champion_kind": decision.champion.kind,
         "candidate": f"{decision.candidate.name} v{decision.candidate.version}",
         "promoted": bool(decision.promoted),
         "reason": decision.reason,
         "gate": decision.gate or decision.reason,
+        "selection": decision.selection,
+        "calibration": decision.calibration,
         "champion_note": decision.champion_note,
     }
 
 
 def report_lines(result: PipelineResult, env: Environment) -> list[str]:
     """The human part of the report: metrics against baselines and the best achievable."""
-    from orchestration.defs.training.assets import CANDIDATE, ORACLE
+    from orchestration.defs.training.candidates import CEILING, ORACLE, REFERENCES
 
     metrics = result.metrics
+    report = result.report
+    name = report["candidate_model"]
     columns = [
         c
-        for c in ("roc_auc", "pr_auc", "lift_at_10", "lift_at_20", "log_loss", "brier")
+        for c in ("roc_auc", "expected_roc_auc", "pr_auc", "lift_at_10", "log_loss", "brier")
         if c in metrics.columns
     ]
-    names = {CANDIDATE: "catboost (candidate)", ORACLE: "oracle (true probabilities)"}
-    order = [CANDIDATE, *[i for i in metrics.index if i not in (CANDIDATE, ORACLE)]]
-    if ORACLE in metrics.index:
-        order.append(ORACLE)
+    names = {
+        name: f"{name} (candidate)",
+        ORACLE: "oracle (true probabilities)",
+        CEILING: "ceiling (observable)",
+    }
+    order = [name, *[i for i in metrics.index if i != name and i not in REFERENCES]]
+    order += [i for i in REFERENCES if i in metrics.index]
     first = metrics.iloc[0]
     table = metrics.loc[order, columns].astype(float).rename(index=names)
     table.index.name = None
     lines = [
-        f"test window: {int(first['n']):,} examples, {int(first['positives']):,} positives "
-        f"(rate {first['base_rate']:.3f})",
+        f"backtest: {report['folds']} test windows, {int(first['n']):,} examples, "
+        f"{int(first['positives']):,} positives (rate {first['base_rate']:.3f})",
         *(
             f"  {line}"
             for line in table.to_string(float_format=lambda v: f"{v:.4f}", na_rep="-").splitlines()
         ),
     ]
-    report = result.report
+    if report.get("ceiling_share") is not None:
+        lines.append(
+            f"observable ceiling: the candidate captures {report['ceiling_share']:.0%} of the "
+            "lift over chance that the warehouse allows (expected AUC, true probabilities)"
+        )
+    lines.append(f"candidate: {report['selection']}")
+    if report.get("calibration"):
+        lines.append(f"calibration: {report['calibration']}")
     lines += [
         f"gate: {report['gate']}",
         f"champion: {report['champion']} ({report['champion_kind']})"

@@ -58,6 +58,31 @@ class SplitSettings(_Section):
     test_days: int = Field(ge=1)
     validation_days: int = Field(ge=1)
     gap_days: int = Field(ge=0)
+    # Rolling-origin backtest: this many consecutive test windows (ml/split.py).
+    folds: int = Field(ge=1)
+
+    def windows(self) -> dict[str, int]:
+        """Keyword arguments of one split (``ml.time_gapped_split``)."""
+        return self.model_dump(exclude={"folds"})
+
+
+class ChallengerSettings(_Section):
+    """The logistic challenger (ml/logistic.py)."""
+
+    enabled: bool
+    cross_with: str = Field(min_length=1)
+    numeric_features: tuple[str, ...] = Field(min_length=1)
+    indicator_features: tuple[str, ...]
+    C: float = Field(gt=0)
+
+    def estimator_params(self) -> dict[str, Any]:
+        """Keyword arguments of `ml.LogisticModel`."""
+        return {
+            "numeric_features": list(self.numeric_features),
+            "indicator_features": list(self.indicator_features),
+            "cross_with": self.cross_with,
+            "C": self.C,
+        }
 
 
 class ModelSettings(_Section):
@@ -171,6 +196,7 @@ class Parameters(_Section):
     features: FeatureSettings
     split: SplitSettings
     model: ModelSettings
+    challenger: ChallengerSettings
     evaluation: EvaluationSettings
     gate: GateSettings
     registry: RegistrySettings

@@ -130,3 +130,26 @@ def test_progress_reports_every_iteration_and_does_not_change_the_model(
         train, train["label"], progress=lambda i, n, loss: without_eval.append(loss)
     )
     assert len(without_eval) == 50 and set(without_eval) == {None}
+
+
+def test_trees_kept_past_the_best_can_be_cut_later_with_text_features(
+    small_model_kwargs: dict[str, Any],
+) -> None:
+    """``keep_trees`` keeps the trees after the best iteration so that a number chosen on
+    several folds can be set afterwards; ``shrink`` then scores exactly like a model
+    trained with that many trees (CatBoost's own shrink fails on text features)."""
+    examples = make_examples(2500, seed=4)
+    train, validation = examples[:2000], examples[2000:]
+    params = {**small_model_kwargs["catboost_params"], "learning_rate": 0.05}
+    kept = PropensityModel(**{**small_model_kwargs, "catboost_params": params}).fit(
+        train, train["label"], eval_set=(validation, validation["label"]), keep_trees=True
+    )
+    assert kept.validation_curve_.size == kept.tree_count_ > kept.best_iteration_ + 1
+    cut = kept.tree_count_ // 2
+    fixed = PropensityModel(
+        **{**small_model_kwargs, "catboost_params": {**params, "iterations": cut}}
+    ).fit(train, train["label"])
+    np.testing.assert_allclose(
+        kept.shrink(cut).predict_proba(examples), fixed.predict_proba(examples)
+    )
+    assert kept.tree_count_ == cut

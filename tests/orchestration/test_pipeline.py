@@ -47,7 +47,7 @@ def _test_parameters(**catboost: Any) -> dict[str, Any]:
     params = load_parameters().model_dump(mode="json")
     params["model"]["catboost"].update({"iterations": 1000, **catboost})
     params["evaluation"]["bootstrap_samples"] = 300
-    params["split"].update({"test_days": 60, "validation_days": 30})
+    params["split"].update({"test_days": 60, "validation_days": 30, "folds": 2})
     return params
 
 
@@ -294,7 +294,17 @@ def test_first_run_reports_metrics_against_baselines_and_the_truth(history: Hist
     assert report["promoted"] is True, report["reason"]
     assert report["champion"] == report["candidate"]
     metrics = history.runs["first"].result.metrics
-    assert {"catboost", "overall_rate", "oracle"} <= set(metrics.index)
+    assert {"catboost", "logistic", "overall_rate", "oracle", "ceiling"} <= set(metrics.index)
+    # The backtest, its power, the observable ceiling and the truth's expected AUC.
+    assert report["folds"] == 2 and report["test_rows"] == int(metrics.loc["catboost", "n"])
+    assert 0 < report["detectable_difference"] < 0.2
+    assert report["candidate_model"] in ("catboost", "logistic")
+    assert report["best_baseline_auc"] < report["ceiling_auc"] < report["oracle_auc"]
+    assert 0.5 < report["ceiling_share"] <= 1.2
+    assert report["expected_auc"] == pytest.approx(
+        float(metrics.loc[report["candidate_model"], "expected_roc_auc"]), abs=1e-4
+    )
+    assert "every fold's roc_auc unchanged" in report["calibration"]
     assert {"roc_auc", "pr_auc", "log_loss", "brier", "lift_at_10", "lift_at_20"} <= set(
         metrics.columns
     )
@@ -494,9 +504,9 @@ def test_the_candidate_run_is_in_mlflow_with_metrics_and_plots(
         history.runs["first"].result.report["auc"], abs=1e-4
     )
     assert "baseline.rate_by_gender.roc_auc" in run.data.metrics
-    assert run.data.params["data.test_examples"] == str(
-        int(history.runs["first"].result.metrics.loc["catboost", "n"])
-    )
+    report = history.runs["first"].result.report
+    assert run.data.params["data.backtest_test_examples"] == str(report["test_rows"])
+    assert int(run.data.params["data.test_examples"]) < report["test_rows"]  # newest fold
     tracker = _store().tracker(load_parameters().registry)
     figures = Path(tracker.artifact_uri(candidate.run_id).removeprefix("file://")) / "figures"
     assert {p.name for p in figures.iterdir()} >= {"roc.png", "gains.png", "calibration.png"}

@@ -102,7 +102,7 @@ def _parameters(path: Path) -> Path:
     params["simulation"].update(SHOP)
     params["model"]["catboost"]["iterations"] = 300
     params["evaluation"]["bootstrap_samples"] = 200
-    params["split"].update({"test_days": 30, "validation_days": 30})
+    params["split"].update({"test_days": 30, "validation_days": 30, "folds": 2})
     path.write_text(yaml.safe_dump(params), encoding="utf-8")
     return path
 

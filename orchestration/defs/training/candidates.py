@@ -1,0 +1,228 @@
+"""The training step's modelling, between reading the marts and logging what happened:
+fit CatBoost, the logistic challenger and the rule baselines on every backtest fold,
+choose the candidate (the simplest model that wins), and measure every scorer on the
+pooled test rows: overall, per slice, per fold, calibration before and after, and, when
+the simulator's truth is there, against the true probabilities.
+
+The modelling is ml/ (split, backtest, models, gate rules, metrics); this module only
+says which scorers there are, how each is fitted, and what is measured.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ml import LogisticModel, PropensityModel, evaluate, rule_baselines
+from ml.backtest import Backtest, fold_table, run_backtest
+from ml.calibration import calibration_errors
+from ml.gate import Selection, prefer_simpler
+from ml.metrics import Evaluation, expected_roc_auc, metric_value
+from ml.slices import evaluation_slices
+from ml.split import TimeSplit, rolling_origin_splits
+from orchestration.settings import EvaluationSettings, Parameters
+
+CATBOOST = "catboost"
+LOGISTIC = "logistic"
+MODELS = (CATBOOST, LOGISTIC)
+ORACLE = "oracle"
+CEILING = "ceiling"
+# Rows of the metrics table that are references, not scorers a champion could be.
+REFERENCES = (ORACLE, CEILING)
+
+# CatBoost's iteration callback: (iteration, most iterations, validation loss).
+Progress = Callable[[int, int, float | None], None]
+
+
+@dataclass
+class Measured:
+    """The backtest and everything measured on it."""
+
+    backtest: Backtest
+    # CatBoost against the challenger (None when the challenger is off).
+    selection: Selection | None
+    # Pooled test scores of the models and rules (not the oracle or the ceiling).
+    scores: dict[str, np.ndarray]
+    # The true probability of each pooled test row, and the observable ceiling's (None
+    # without a simulation).
+    oracle: np.ndarray | None
+    ceiling: np.ndarray | None
+    evaluations: dict[str, Evaluation]
+    # One row per scorer: pooled metrics (and expected_roc_auc with a truth table).
+    metrics: pd.DataFrame
+    # The gate's metric per fold and pooled, a column per scorer.
+    folds: pd.DataFrame
+    # Calibration errors of the models on the pooled test rows, before and after.
+    calibration: pd.DataFrame
+
+    @property
+    def candidate(self) -> str:
+        return CATBOOST if self.selection is None else self.selection.chosen
+
+    def selection_sentence(self) -> str:
+        if self.selection is None:
+            return "catboost (the logistic challenger is off: challenger.enabled)"
+        return self.selection.sentence()
+
+    @property
+    def newest(self) -> TimeSplit:
+        return self.backtest.newest.split
+
+    @property
+    def test(self) -> pd.DataFrame:
+        return self.backtest.test
+
+
+def backtest_all(
+    examples: pd.DataFrame,
+    params: Parameters,
+    progress: Callable[[int, int, int], Progress],
+) -> Backtest:
+    """Every scorer fitted on every fold; ``progress(fold, folds, rows)`` gives
+    CatBoost's iteration callback for a fold."""
+    splits = rolling_origin_splits(examples, folds=params.split.folds, **params.split.windows())
+
+    def fit_catboost(split: TimeSplit, fold: int) -> Any:
+        return PropensityModel(**params.model.estimator_params()).fit(
+            split.train,
+            split.train["label"],
+            eval_set=(split.validation, split.validation["label"]),
+            progress=progress(fold, len(splits), len(split.train)),
+            keep_trees=True,
+        )
+
+    def fit_logistic(split: TimeSplit, fold: int) -> Any:
+        return LogisticModel(**params.challenger.estimator_params()).fit(
+            split.train, split.train["label"]
+        )
+
+    fit: dict[str, Callable[[TimeSplit, int], Any]] = {CATBOOST: fit_catboost}
+    if params.challenger.enabled:
+        fit[LOGISTIC] = fit_logistic
+    for rule in rule_baselines(params.evaluation.baseline_group_columns):
+        fit[rule.name] = _rule_fitter(rule)
+    models = [name for name in MODELS if name in fit]
+    return run_backtest(splits, fit, calibrate=models, select_trees=CATBOOST)
+
+
+def _rule_fitter(rule: Any) -> Callable[[TimeSplit, int], Any]:
+    def fit(split: TimeSplit, fold: int) -> Any:
+        return copy.deepcopy(rule).fit(split.train, split.train["label"])
+
+    return fit
+
+
+def measure(
+    backtest: Backtest,
+    params: Parameters,
+    oracle: np.ndarray | None,
+    ceiling: np.ndarray | None,
+) -> Measured:
+    """Choose the candidate and measure every scorer on the pooled test rows."""
+    evaluation, gate = params.evaluation, params.gate
+    test = backtest.test
+    y = test["label"].to_numpy(dtype=np.float64)
+    customers = test["customer_id"].to_numpy()
+    selection = None
+    if LOGISTIC in backtest.scores:
+        selection = prefer_simpler(
+            y,
+            backtest.scores[CATBOOST],
+            backtest.scores[LOGISTIC],
+            complex_name=CATBOOST,
+            simple_name=LOGISTIC,
+            metric=gate.metric,
+            margin=gate.margin,
+            n_boot=evaluation.bootstrap_samples,
+            confidence_level=evaluation.confidence_level,
+            seed=gate.seed,
+            groups=customers,
+        )
+    scores = dict(backtest.scores)
+    is_probability = {
+        name: bool(getattr(backtest.newest.scorers[name], "is_probability", True))
+        for name in scores
+    }
+    measured = dict(scores)
+    for name, values in ((ORACLE, oracle), (CEILING, ceiling)):
+        if values is not None:
+            measured[name] = values
+            is_probability[name] = True
+    evaluations = _evaluate_all(y, measured, is_probability, test, evaluation)
+    metrics = pd.DataFrame(
+        [{"scorer": name, **ev.overall} for name, ev in evaluations.items()]
+    ).set_index("scorer")
+    if oracle is not None:
+        metrics["expected_roc_auc"] = [expected_roc_auc(oracle, measured[n]) for n in metrics.index]
+    return Measured(
+        backtest=backtest,
+        selection=selection,
+        scores=scores,
+        oracle=oracle,
+        ceiling=ceiling,
+        evaluations=evaluations,
+        metrics=metrics,
+        folds=fold_table(backtest, lambda t, s: metric_value(gate.metric, t, s)),
+        calibration=_calibration(backtest, y, evaluation.calibration_bins),
+    )
+
+
+def _evaluate_all(
+    y: np.ndarray,
+    scores: dict[str, np.ndarray],
+    is_probability: dict[str, bool],
+    test: pd.DataFrame,
+    settings: EvaluationSettings,
+) -> dict[str, Evaluation]:
+    """Every scorer measured overall and per slice on the same test rows."""
+    slices = evaluation_slices(
+        test,
+        categorical=settings.slices.categorical,
+        top_categories=settings.slices.top_categories,
+        bucketed={k: list(v) for k, v in settings.slices.bucketed.items()},
+    )
+    return {
+        name: evaluate(
+            y,
+            score,
+            slices,
+            top_k_percents=list(settings.top_k_percents),
+            min_slice_positives=settings.min_slice_positives,
+            probabilities=is_probability[name],
+        )
+        for name, score in scores.items()
+    }
+
+
+def _calibration(backtest: Backtest, y: np.ndarray, bins: int) -> pd.DataFrame:
+    """Per model: calibration errors on the pooled test rows before and after Platt
+    scaling, and whether every fold's ROC-AUC is unchanged by it (it must be: each fold's
+    mapping is increasing; the pooled AUC may move slightly, as each fold has its own)."""
+    rows = []
+    for name, raw in backtest.uncalibrated.items():
+        calibrated = backtest.scores[name]
+        unchanged = all(
+            metric_value("roc_auc", y[rows_of], raw[rows_of])
+            == metric_value("roc_auc", y[rows_of], calibrated[rows_of])
+            for rows_of in (backtest.fold_rows(f.number) for f in backtest.folds)
+        )
+        for stage, values in (("before", raw), ("after", calibrated)):
+            errors = calibration_errors(y, values, bins)
+            rows.append(
+                {
+                    "scorer": name,
+                    "scores": stage,
+                    "mean score": errors["mean_score"],
+                    "rate": errors["rate"],
+                    "calibration error (ECE)": errors["ece"],
+                    "|rate / mean - 1|": errors["in_the_large"],
+                    "roc_auc": metric_value("roc_auc", y, values),
+                    "fold AUCs unchanged": unchanged,
+                }
+            )
+    return pd.DataFrame(rows)
