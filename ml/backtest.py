@@ -89,14 +89,20 @@ def mean_curve_best(curves: list[FloatArray], higher_is_better: bool = True) -> 
     >>> mean_curve_best([np.array([0.60, 0.62, 0.61]), np.array([0.55, 0.56, 0.58, 0.57])])
     3
     """
+    mean = mean_curve(curves)
+    best = int(np.argmax(mean) if higher_is_better else np.argmin(mean))
+    return best + 1
+
+
+def mean_curve(curves: list[FloatArray]) -> FloatArray:
+    """The folds' validation curves averaged tree by tree, each held at its last value
+    past its end."""
     usable = [c for c in curves if c.size]
     if not usable:
         raise ValueError("no validation curves to choose the number of trees from")
     length = max(c.size for c in usable)
     padded = np.vstack([np.pad(c, (0, length - c.size), mode="edge") for c in usable])
-    mean = padded.mean(axis=0)
-    best = int(np.argmax(mean) if higher_is_better else np.argmin(mean))
-    return best + 1
+    return np.asarray(padded.mean(axis=0), dtype=np.float64)
 
 
 def run_backtest(

@@ -133,16 +133,33 @@ class PropensityModel:
         self.text_features_ = [c for c in self.text_features if c not in empty_text]
         self.dropped_text_features_ = empty_text
         params = dict(self.catboost_params)
-        train_pool = self._pool(X, self.text_features_, y)
-        eval_pool = None
         if eval_set is None:
             params.pop("early_stopping_rounds", None)
         else:
-            eval_pool = self._pool(eval_set[0], self.text_features_, eval_set[1])
             params["use_best_model"] = not keep_trees
-        model = catboost.CatBoostClassifier(**params)
-        callbacks = None if progress is None else [_Progress(progress, model.get_params())]
-        model.fit(train_pool, eval_set=eval_pool, callbacks=callbacks)
+
+        def fit_with(text_features: list[str]) -> catboost.CatBoostClassifier:
+            train_pool = self._pool(X, text_features, y)
+            eval_pool = None
+            if eval_set is not None:
+                eval_pool = self._pool(eval_set[0], text_features, eval_set[1])
+            model = catboost.CatBoostClassifier(**params)
+            callbacks = None if progress is None else [_Progress(progress, model.get_params())]
+            model.fit(train_pool, eval_set=eval_pool, callbacks=callbacks)
+            return model
+
+        try:
+            model = fit_with(self.text_features_)
+        except catboost.CatBoostError as error:
+            # A small training window (an early backtest fold) may hold no token, or no
+            # pair of tokens, as often as a dictionary's occurrence_lower_bound asks:
+            # CatBoost then refuses the whole fit. The texts teach nothing there, so the
+            # model is fitted without them, and says so in dropped_text_features_.
+            if "Dictionary size is 0" not in str(error) or not self.text_features_:
+                raise
+            self.dropped_text_features_ = [*empty_text, *self.text_features_]
+            self.text_features_ = []
+            model = fit_with([])
         self.model_ = model
         self.feature_names_in_ = np.asarray(
             [*self.categorical_features, *self.numeric_features, *self.text_features_],

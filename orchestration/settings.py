@@ -66,6 +66,29 @@ class SplitSettings(_Section):
         return self.model_dump(exclude={"folds"})
 
 
+class SearchRange(_Section):
+    low: float
+    high: float
+    log: bool = False
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SearchRange:
+        if not self.low < self.high:
+            raise ValueError(f"low ({self.low}) must be below high ({self.high})")
+        if self.log and self.low <= 0:
+            raise ValueError("a log-scale range must be positive")
+        return self
+
+
+class TuningSettings(_Section):
+    """The Optuna study on the backtest folds (ml/tuning.py)."""
+
+    trials: int = Field(ge=1)
+    timeout_seconds: float = Field(gt=0)
+    seed: int
+    space: dict[str, SearchRange]
+
+
 class ChallengerSettings(_Section):
     """The logistic challenger (ml/logistic.py)."""
 
@@ -196,6 +219,7 @@ class Parameters(_Section):
     features: FeatureSettings
     split: SplitSettings
     model: ModelSettings
+    tuning: TuningSettings
     challenger: ChallengerSettings
     evaluation: EvaluationSettings
     gate: GateSettings

@@ -259,6 +259,28 @@ class Tracker:
         self.client.set_terminated(run_id, "FINISHED", end_time=end)
         return run_id
 
+    def log_child_runs(
+        self, parent_run_id: str, name: str, rows: list[dict[str, Any]], metrics: tuple[str, ...]
+    ) -> list[str]:
+        """One finished child run of ``parent_run_id`` per row (e.g. a tuning trial): the
+        ``metrics`` keys of the row as metrics, the rest as params; MLflow's UI nests
+        them under the parent. Returns their run ids."""
+        from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+
+        ids = []
+        for number, row in enumerate(rows):
+            run = self.client.create_run(
+                self.experiment_id(),
+                run_name=f"{name}-{number}",
+                tags={MLFLOW_PARENT_RUN_ID: parent_run_id, "kind": name},
+            )
+            run_id = run.info.run_id
+            values = {k: v for k, v in row.items() if k in metrics}
+            self._log_values(run_id, {k: v for k, v in row.items() if k not in metrics}, {}, values)
+            self.client.set_terminated(run_id, "FINISHED")
+            ids.append(run_id)
+        return ids
+
     def end_now(self, run_id: str) -> None:
         """Move a finished run's end to now: what the step does for the run after
         ``log_run`` (its drift reference, its registration) is part of what it records."""

@@ -153,3 +153,22 @@ def test_trees_kept_past_the_best_can_be_cut_later_with_text_features(
         kept.shrink(cut).predict_proba(examples), fixed.predict_proba(examples)
     )
     assert kept.tree_count_ == cut
+
+
+def test_texts_too_sparse_for_a_dictionary_are_left_out_not_fatal(
+    small_model_kwargs: dict[str, Any],
+) -> None:
+    """An early backtest fold of a small shop may hold no token as often as the
+    dictionaries' occurrence_lower_bound asks; CatBoost refuses such a fit, so the model
+    fits without the texts and names them."""
+    examples = make_examples(400, seed=6)
+    params = {**small_model_kwargs["catboost_params"]}
+    params["dictionaries"] = [
+        {**d, "occurrence_lower_bound": "100000"} for d in params["dictionaries"]
+    ]
+    model = PropensityModel(**{**small_model_kwargs, "catboost_params": params}).fit(
+        examples, examples["label"]
+    )
+    assert model.text_features_ == []
+    assert model.dropped_text_features_ == list(small_model_kwargs["text_features"])
+    assert model.predict_proba(examples).shape == (len(examples),)

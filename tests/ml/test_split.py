@@ -88,8 +88,11 @@ def test_parameters_give_a_valid_split(parameters: dict[str, object]) -> None:
     section = parameters["split"]
     assert isinstance(section, dict)
     examples = daily_examples("2025-01-01", "2026-10-31")
-    split = time_gapped_split(examples, **section)
+    windows = {k: v for k, v in section.items() if k != "folds"}
+    split = time_gapped_split(examples, **windows)
     assert len(split.test) == section["test_days"]
+    folds = rolling_origin_splits(examples, folds=section["folds"], **windows)
+    assert len(folds) == section["folds"] and folds[-1].windows == split.windows
 
 
 def test_rolling_origin_folds_tile_the_last_days_and_never_see_their_test() -> None:

@@ -23,8 +23,10 @@ from thelook.warehouse import connect
 
 SAMPLE = FIXTURES / "thelook_google_sample"
 GATE_SENTENCE = (
-    r"not promoted: (worse|no better) than rate_\w+ \(roc_auc [+-]\d\.\d{4}, "
-    r"95% CI [+-]\d\.\d{4} to [+-]\d\.\d{4}\)(; \d other contenders? also not beaten)?"
+    r"not promoted: ((worse|no better) than|not enough test data to decide against) "
+    r"rate_\w+ \(roc_auc [+-]\d\.\d{4}, 95% CI [+-]\d\.\d{4} to [+-]\d\.\d{4}"
+    r"(; [\d,]+ test rows detect only differences of \d\.\d{4} or more, the margin is [\d.]+)?"
+    r"\)(; \d other contenders? also not beaten)?"
 )
 
 

@@ -42,10 +42,12 @@ SHOP = {"users": 12_000, "start": dt.date(2023, 1, 1), "end": AS_OF - dt.timedel
 LOYAL = {"loyalty_alpha": 8.0, "loyalty_beta": 1.0, "favourite_brands": 2}
 
 
-def _test_parameters(**catboost: Any) -> dict[str, Any]:
-    """parameters.yaml with a quicker model and a test window long enough for a small shop."""
+def _test_parameters(trials: int = 2, **catboost: Any) -> dict[str, Any]:
+    """parameters.yaml with a quicker model, a test window long enough for a small shop,
+    two backtest folds and ``trials`` tuning trials (no time limit: the same trials)."""
     params = load_parameters().model_dump(mode="json")
     params["model"]["catboost"].update({"iterations": 1000, **catboost})
+    params["tuning"].update({"trials": trials, "timeout_seconds": 3600})
     params["evaluation"]["bootstrap_samples"] = 300
     params["split"].update({"test_days": 60, "validation_days": 30, "folds": 2})
     return params
@@ -169,7 +171,10 @@ def history(tmp_path_factory: pytest.TempPathFactory) -> Iterator[History]:
     parameters = home.parent / "parameters.yaml"
     worse = home.parent / "worse.yaml"
     parameters.write_text(yaml.safe_dump(_test_parameters()))
-    worse.write_text(yaml.safe_dump(_test_parameters(iterations=1, depth=1)))
+    # CatBoost alone, untuned, with one tree of depth one: a worse candidate.
+    worse_params = _test_parameters(trials=1, iterations=1, depth=1)
+    worse_params["challenger"]["enabled"] = False
+    worse.write_text(yaml.safe_dump(worse_params))
     runs: dict[str, Snapshot] = {}
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("NEXTBUY_HOME", str(home))
@@ -508,6 +513,20 @@ def test_the_candidate_run_is_in_mlflow_with_metrics_and_plots(
     assert run.data.params["data.backtest_test_examples"] == str(report["test_rows"])
     assert int(run.data.params["data.test_examples"]) < report["test_rows"]  # newest fold
     tracker = _store().tracker(load_parameters().registry)
+    # The search: every trial a child run of the candidate's run, the winner's settings
+    # recorded with the model.
+    trials = registry.client.search_runs(
+        [run.info.experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{candidate.run_id}'",
+    )
+    assert len(trials) == 2 == int(run.data.params["tuning.trials_run"])
+    assert {"value", "trees", "seconds"} <= trials[0].data.metrics.keys()
+    assert {"depth", "learning_rate", "l2_leaf_reg"} <= trials[0].data.params.keys()
+    best = max(trials, key=lambda t: t.data.metrics["value"])
+    assert run.data.params["model.depth"] == best.data.params["depth"]
+    assert {"ml_test_score.md", "ml_test_score.json"} <= {
+        a.path for a in registry.client.list_artifacts(candidate.run_id)
+    }
     figures = Path(tracker.artifact_uri(candidate.run_id).removeprefix("file://")) / "figures"
     assert {p.name for p in figures.iterdir()} >= {"roc.png", "gains.png", "calibration.png"}
     # The gate's decision is kept on the version.

@@ -114,6 +114,7 @@ def _test_parameters() -> dict[str, Any]:
     # Two backtest folds; CatBoost the only candidate (the served model has text features).
     params["split"].update({"test_days": 60, "validation_days": 30, "folds": 2})
     params["challenger"]["enabled"] = False
+    params["tuning"]["trials"] = 1
     # Short sequences, so that many histories are cut (the shop's longest has ~10 items).
     params["features"]["sequence_length"] = SEQUENCE_LENGTH
     return params

@@ -103,6 +103,7 @@ def _parameters(path: Path) -> Path:
     params["model"]["catboost"]["iterations"] = 300
     params["evaluation"]["bootstrap_samples"] = 200
     params["split"].update({"test_days": 30, "validation_days": 30, "folds": 2})
+    params["tuning"]["trials"] = 1
     path.write_text(yaml.safe_dump(params), encoding="utf-8")
     return path
 
@@ -357,14 +358,14 @@ def test_dagster_metadata_links_open_mlflow(page: Page, uis: Uis) -> None:
     )
     # Followed, the link shows the candidate's run with its test metrics...
     page.goto(href)
-    expect(page.get_by_text(re.compile(r"^catboost-")).first).to_be_visible()
+    expect(page.get_by_text(re.compile(r"^(catboost|logistic)-")).first).to_be_visible()
     expect(page.get_by_role("cell", name="roc_auc", exact=True)).to_be_visible()
     # ...and the experiment's link the runs side by side, with metric columns.
     experiment = _metadata_link(page, _candidate_metadata(page, uis), "mlflow_experiment")
     href = experiment.get_attribute("href") or ""
     assert href.startswith(f"{uis.mlflow}/"), href
     page.goto(href)
-    expect(page.get_by_role("link", name=re.compile(r"^catboost-"))).to_be_visible()
+    expect(page.get_by_role("link", name=re.compile(r"^(catboost|logistic)-"))).to_be_visible()
     expect(page.get_by_role("columnheader", name="Metrics", exact=True).first).to_be_visible()
     expect(page.get_by_role("columnheader", name="roc_auc", exact=True).first).to_be_visible()
     uis.shot(page, "mlflow_runs_view")
@@ -397,7 +398,7 @@ def test_mlflow_runs_show_the_candidate_and_its_metrics(page: Page, uis: Uis) ->
     # MLflow 3 starts in its GenAI mode, where an experiment opens on a traces overview.
     page.get_by_text("Model training", exact=True).click()
     page.get_by_role("link", name=experiment, exact=True).click()
-    candidate = page.get_by_role("link", name=re.compile(r"^catboost-"))
+    candidate = page.get_by_role("link", name=re.compile(r"^(catboost|logistic)-"))
     expect(candidate).to_be_visible()
     expect(page.get_by_role("link", name=re.compile(r"^baseline-")).first).to_be_visible()
     uis.shot(page, "mlflow_runs")

@@ -26,6 +26,7 @@ from ml.gate import decide
 from ml.metrics import Evaluation, metric_names, slice_comparison
 from ml.plots import calibration_figure, figure_png, gains_figure, roc_figure
 from ml.slices import slice_labeller
+from ml.tuning import Tuning
 from orchestration import ml_test_score
 from orchestration.defs.features.assets import TRAINING_EXAMPLES_KEY
 from orchestration.defs.monitoring.reference import record_drift_reference
@@ -233,7 +234,7 @@ def candidate_model(
     params = parameters.load()
     evaluation = params.evaluation
     examples = warehouse.read_table(TRAINING_EXAMPLES, order_by="as_of, customer_id, order_id")
-    backtest = backtest_all(examples, params, _fold_progress(context.log))
+    backtest, tuning = backtest_all(examples, params, _fit_progress(context.log))
     oracle = _truth_scores(warehouse, backtest.test)
     measured = measure(backtest, params, oracle, _ceiling_scores(warehouse, backtest.test))
     name = measured.candidate
@@ -284,7 +285,7 @@ def candidate_model(
         scorer=model,
         kind="model",
         params={
-            **_model_params(params, name, backtest),
+            **_model_params(params, backtest, tuning),
             "split": params.split.model_dump(),
             "features.sequence_length": params.features.sequence_length,
             "campaign.target_brands": list(params.campaign.target_brands),
@@ -324,6 +325,7 @@ def candidate_model(
             "backtest_folds": measured.folds,
             "calibration": measured.calibration,
             **_model_tables(newest.scorers),
+            **({"tuning_trials": tuning.table()} if tuning is not None else {}),
         },
         input_example=newest.split.test.head(5),
         features=newest.split.test,
@@ -334,6 +336,9 @@ def candidate_model(
     drift_reference = record_drift_reference(warehouse, tracker.client, run_id, model, params)
     # How production-ready the code that trained it says it is (README's ML Test Score).
     ml_test_score.log_to_mlflow(tracker.client, run_id)
+    if tuning is not None:
+        rows = tuning.table().to_dict("records")
+        tracker.log_child_runs(run_id, "tuning-trial", rows, ("value", "trees", "seconds"))
     ref = registry.open(params.registry).register(run_id)
     tracker.end_now(run_id)
     experiment_id = tracker.experiment_id()
@@ -400,6 +405,7 @@ def candidate_model(
             "test_examples": len(test),
             "windows": windows,
             "trees": backtest.trees,
+            "tuning": _tuning_sentence(tuning),
             "fit_seconds": round(sum(backtest.fit_seconds.values()), 2),
             # What monitoring will compare scored dates with (orchestration/defs/monitoring).
             "drift_reference": drift_reference,
@@ -433,16 +439,45 @@ def _model_title(name: str) -> str:
     return {CATBOOST: "CatBoost", LOGISTIC: "Logistic-regression"}.get(name, name)
 
 
-def _model_params(params: Parameters, name: str, backtest: Backtest) -> dict[str, Any]:
-    """What the registered model was made with: its settings, and for CatBoost the trees
-    chosen on the folds (and each fold's own best iteration)."""
-    if name == LOGISTIC:
-        return {f"challenger.{k}": v for k, v in params.challenger.model_dump().items()}
-    return {
-        **{f"model.{k}": v for k, v in params.model.catboost.items()},
+def _model_params(params: Parameters, backtest: Backtest, tuning: Tuning | None) -> dict[str, Any]:
+    """What the backtest's models were made with (whichever is the candidate): CatBoost's
+    settings as the search left them, the trees chosen on the folds and each fold's own
+    best iteration, the search's outcome, and the challenger's settings."""
+    settings = {**params.model.catboost, **(tuning.best.settings if tuning else {})}
+    out: dict[str, Any] = {
+        **{f"model.{k}": v for k, v in settings.items()},
         "model.trees": backtest.trees,
         "model.fold_best_iterations": [f.best_iteration for f in backtest.folds],
     }
+    if tuning is not None:
+        out.update(
+            {
+                "tuning.trials_run": len(tuning.trials),
+                "tuning.best_trial": tuning.best.number,
+                "tuning.best_value": round(tuning.best.value, 5),
+            }
+        )
+    if params.challenger.enabled:
+        out.update({f"challenger.{k}": v for k, v in params.challenger.model_dump().items()})
+    return out
+
+
+def _tuning_sentence(tuning: Tuning | None) -> str:
+    """E.g. ``3 trials in 71 s; trial 2 best (depth 5, learning_rate 0.081, ...):
+    validation AUC 0.6031 against 0.5987 as configured``."""
+    if tuning is None:
+        return "no search (tuning.trials is 1): model.catboost as configured"
+    configured = tuning.trials[0]
+    settings = ", ".join(
+        f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"
+        for k, v in tuning.best.settings.items()
+    )
+    seconds = sum(t.seconds for t in tuning.trials)
+    return (
+        f"{len(tuning.trials)} trials in {seconds:.0f} s; trial {tuning.best.number + 1} best "
+        f"({settings}, {tuning.best.trees} trees): mean validation AUC {tuning.best.value:.4f} "
+        f"against {configured.value:.4f} as configured"
+    )
 
 
 def _model_tables(scorers: Mapping[str, Any]) -> dict[str, pd.DataFrame]:
@@ -623,15 +658,15 @@ def _register_best_baseline(
     return ref
 
 
-def _fold_progress(
+def _fit_progress(
     log: dg.DagsterLogManager, every_seconds: float = 10.0
-) -> Callable[[int, int, int], Callable[[int, int, float | None], None]]:
-    """For each backtest fold, CatBoost's progress as a line every tenth of its iterations
-    or every ``every_seconds`` (whichever comes first), in the run's log (the UI shows
-    it) and on the terminal that started the run."""
+) -> Callable[[str, int], Callable[[int, int, float | None], None]]:
+    """For each CatBoost fit (a trial's, a fold's), its progress as a line every tenth of
+    its iterations or every ``every_seconds`` (whichever comes first), in the run's log
+    (the UI shows it) and on the terminal that started the run."""
     from orchestration.progress import note
 
-    def for_fold(fold: int, folds: int, rows: int) -> Callable[[int, int, float | None], None]:
+    def for_fit(label: str, rows: int) -> Callable[[int, int, float | None], None]:
         last = {"at": time.monotonic(), "shown": 0}
 
         def report(iteration: int, most: int, loss: float | None) -> None:
@@ -641,8 +676,7 @@ def _fold_progress(
                 return
             last.update(at=now, shown=iteration)
             line = (
-                f"fold {fold} of {folds}: catboost on {rows:,} examples, iteration "
-                f"{iteration} of at most {most}"
+                f"{label}: catboost on {rows:,} examples, iteration {iteration} of at most {most}"
             )
             if loss is not None:
                 line += f", validation loss {loss:.4f}"
@@ -651,7 +685,7 @@ def _fold_progress(
 
         return report
 
-    return for_fold
+    return for_fit
 
 
 def _ceiling_scores(warehouse: WarehouseResource, test: pd.DataFrame) -> np.ndarray | None:

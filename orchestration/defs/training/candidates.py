@@ -25,6 +25,7 @@ from ml.gate import Selection, prefer_simpler
 from ml.metrics import Evaluation, expected_roc_auc, metric_value
 from ml.slices import evaluation_slices
 from ml.split import TimeSplit, rolling_origin_splits
+from ml.tuning import Range, Tuning, tune
 from orchestration.settings import EvaluationSettings, Parameters
 
 CATBOOST = "catboost"
@@ -81,33 +82,52 @@ class Measured:
 def backtest_all(
     examples: pd.DataFrame,
     params: Parameters,
-    progress: Callable[[int, int, int], Progress],
-) -> Backtest:
-    """Every scorer fitted on every fold; ``progress(fold, folds, rows)`` gives
-    CatBoost's iteration callback for a fold."""
+    progress: Callable[[str, int], Progress],
+) -> tuple[Backtest, Tuning | None]:
+    """Every scorer fitted on every fold, CatBoost's settings searched first when
+    ``tuning.trials`` > 1 (the best trial's fold models are the backtest's);
+    ``progress(label, rows)`` gives CatBoost's iteration callback for one fit."""
     splits = rolling_origin_splits(examples, folds=params.split.folds, **params.split.windows())
+    folds = len(splits)
 
-    def fit_catboost(split: TimeSplit, fold: int) -> Any:
-        return PropensityModel(**params.model.estimator_params()).fit(
+    def fit_catboost(split: TimeSplit, fold: int, settings: dict[str, Any], label: str) -> Any:
+        estimator = params.model.estimator_params()
+        estimator["catboost_params"] = {**estimator["catboost_params"], **settings}
+        return PropensityModel(**estimator).fit(
             split.train,
             split.train["label"],
             eval_set=(split.validation, split.validation["label"]),
-            progress=progress(fold, len(splits), len(split.train)),
+            progress=progress(f"{label}fold {fold} of {folds}", len(split.train)),
             keep_trees=True,
         )
 
-    def fit_logistic(split: TimeSplit, fold: int) -> Any:
-        return LogisticModel(**params.challenger.estimator_params()).fit(
-            split.train, split.train["label"]
+    tuning = None
+    fit: dict[str, Callable[[TimeSplit, int], Any]] = {
+        CATBOOST: lambda split, fold: fit_catboost(split, fold, {}, "")
+    }
+    if params.tuning.trials > 1:
+        search = params.tuning
+        tuning = tune(
+            lambda settings, trial: [
+                fit_catboost(split, fold, settings, f"trial {trial + 1}, ")
+                for fold, split in enumerate(splits, start=1)
+            ],
+            params.model.catboost,
+            {name: Range(r.low, r.high, r.log) for name, r in search.space.items()},
+            trials=search.trials,
+            timeout_seconds=search.timeout_seconds,
+            seed=search.seed,
         )
-
-    fit: dict[str, Callable[[TimeSplit, int], Any]] = {CATBOOST: fit_catboost}
+        tuned = tuning.models
+        fit[CATBOOST] = lambda split, fold: tuned[fold - 1]
     if params.challenger.enabled:
-        fit[LOGISTIC] = fit_logistic
+        fit[LOGISTIC] = lambda split, fold: LogisticModel(
+            **params.challenger.estimator_params()
+        ).fit(split.train, split.train["label"])
     for rule in rule_baselines(params.evaluation.baseline_group_columns):
         fit[rule.name] = _rule_fitter(rule)
     models = [name for name in MODELS if name in fit]
-    return run_backtest(splits, fit, calibrate=models, select_trees=CATBOOST)
+    return run_backtest(splits, fit, calibrate=models, select_trees=CATBOOST), tuning
 
 
 def _rule_fitter(rule: Any) -> Callable[[TimeSplit, int], Any]:
