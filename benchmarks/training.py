@@ -11,9 +11,10 @@ training_examples and parameters.yaml:
 
 - **single fit** (training before the backtest): one time-gapped split, CatBoost with
   early stopping on its validation window, measured on its test window;
-- **backtest** (what `candidate_model` does now): `split.folds` folds, CatBoost (trees
-  chosen on the folds' mean validation curve), the logistic challenger and the rules on
-  every fold, Platt calibration, measured on the pooled test windows.
+- **backtest** (what `candidate_model` does now): the tuning study (`tuning:`, within
+  its time limit), then `split.folds` folds, CatBoost (trees chosen on the folds' mean
+  validation curve), the logistic challenger and the rules on every fold, Platt
+  calibration, measured on the pooled test windows.
 
 Expected AUC is the AUC expected under the simulator's true probabilities (label noise
 removed); the share of the observable ceiling is (expected AUC - 0.5) / (the ceiling's
@@ -101,7 +102,7 @@ def bench(users: int, work: Path) -> dict[str, Any]:
     }
 
     started = time.perf_counter()
-    backtest = backtest_all(examples, params, lambda fold, folds, rows: lambda *_: None)
+    backtest, tuning = backtest_all(examples, params, lambda label, rows: lambda *_: None)
     fit_seconds = time.perf_counter() - started
     oracle, ceiling = references(backtest.test["order_id"].to_numpy())
     measured = measure(backtest, params, oracle, ceiling)
@@ -119,6 +120,8 @@ def bench(users: int, work: Path) -> dict[str, Any]:
             "folds": len(backtest.folds),
             "test_rows": len(backtest.test),
             "trees": backtest.trees,
+            "tuning_trials": None if tuning is None else len(tuning.trials),
+            "tuning_best": None if tuning is None else tuning.best.settings,
             "fold_best_iterations": [f.best_iteration for f in backtest.folds],
             "candidate": measured.candidate,
             "selection": measured.selection_sentence(),

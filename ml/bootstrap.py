@@ -18,6 +18,7 @@ When it exceeds the gate's margin, "no better" means "not enough test data to de
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from statistics import NormalDist
 
@@ -111,28 +112,13 @@ def paired_bootstrap_difference(
     if not 0 < confidence_level < 1:
         raise ValueError("confidence_level must be between 0 and 1")
     observed = metric_value(metric, y, a) - metric_value(metric, y, b)
-    n = y.size
-    if groups is None:
-        unit_of_row = np.arange(n)
-    else:
-        keys = np.asarray(groups).ravel()
-        if keys.size != n:
-            raise ValueError(f"groups has {keys.size} keys for {n} rows")
-        unit_of_row = np.unique(keys, return_inverse=True)[1].ravel()
-    units = int(unit_of_row.max()) + 1
     groups_a, groups_b = TieGroups.of(y, a), TieGroups.of(y, b)
-    rng = np.random.default_rng(seed)
-    chunk = max(1, _CHUNK_CELLS // max(n, units))
-    differences: list[FloatArray] = []
-    for first in range(0, n_boot, chunk):
-        size = min(chunk, n_boot - first)
-        draws = rng.integers(0, units, size=(size, units)) + (np.arange(size) * units)[:, None]
-        counts = np.bincount(draws.ravel(), minlength=size * units).reshape(size, units)
-        weights = counts[:, unit_of_row].astype(np.float64)
-        differences.append(
-            weighted_metric(metric, y, a, groups_a, weights)
-            - weighted_metric(metric, y, b, groups_b, weights)
-        )
+    units, resamples = _resamples(y.size, groups, n_boot, seed)
+    differences = [
+        weighted_metric(metric, y, a, groups_a, weights)
+        - weighted_metric(metric, y, b, groups_b, weights)
+        for weights in resamples
+    ]
     all_differences = np.concatenate(differences)
     defined = all_differences[np.isfinite(all_differences)]
     if defined.size == 0:
@@ -151,3 +137,60 @@ def paired_bootstrap_difference(
         standard_error=float(defined.std(ddof=1)) if defined.size > 1 else 0.0,
         units=units,
     )
+
+
+def _resamples(
+    n: int, groups: npt.ArrayLike | None, n_boot: int, seed: int
+) -> tuple[int, Iterator[FloatArray]]:
+    """The number of resampled units (groups, else rows) and the resamples as chunks of
+    per-row weights (resamples x rows): how often each row's unit was drawn."""
+    if groups is None:
+        unit_of_row = np.arange(n)
+    else:
+        keys = np.asarray(groups).ravel()
+        if keys.size != n:
+            raise ValueError(f"groups has {keys.size} keys for {n} rows")
+        unit_of_row = np.unique(keys, return_inverse=True)[1].ravel()
+    units = int(unit_of_row.max()) + 1
+
+    def chunks() -> Iterator[FloatArray]:
+        rng = np.random.default_rng(seed)
+        chunk = max(1, _CHUNK_CELLS // max(n, units))
+        for first in range(0, n_boot, chunk):
+            size = min(chunk, n_boot - first)
+            draws = rng.integers(0, units, size=(size, units)) + (np.arange(size) * units)[:, None]
+            counts = np.bincount(draws.ravel(), minlength=size * units).reshape(size, units)
+            yield counts[:, unit_of_row].astype(np.float64)
+
+    return units, chunks()
+
+
+def metric_interval(
+    y_true: npt.ArrayLike,
+    score: npt.ArrayLike,
+    metric: str,
+    n_boot: int,
+    seed: int,
+    confidence_level: float,
+    groups: npt.ArrayLike | None = None,
+) -> tuple[float, float, float]:
+    """One scorer's metric on the data and its bootstrap percentile interval (resampling
+    ``groups`` when given): ``(value, lower, upper)``.
+
+    >>> from ml.bootstrap import metric_interval
+    >>> value, lower, upper = metric_interval([0, 1] * 50, [0.2, 0.8] * 50, "roc_auc", 200, 0, 0.95)
+    >>> value, lower, upper
+    (1.0, 1.0, 1.0)
+    """
+    y, s = _labels_and_scores(y_true, score)
+    if not 0 < confidence_level < 1:
+        raise ValueError("confidence_level must be between 0 and 1")
+    ties = TieGroups.of(y, s)
+    _, resamples = _resamples(y.size, groups, n_boot, seed)
+    values = np.concatenate([weighted_metric(metric, y, s, ties, w) for w in resamples])
+    defined = values[np.isfinite(values)]
+    if defined.size == 0:
+        raise ValueError(f"{metric} is undefined on every bootstrap resample")
+    tail = (1.0 - confidence_level) / 2.0
+    lower, upper = np.quantile(defined, [tail, 1.0 - tail])
+    return metric_value(metric, y, s), float(lower), float(upper)

@@ -80,6 +80,10 @@ def summary_json(decision: Any) -> dict[str, Any]:
         ceiling_share = (float(expected[name]) - 0.5) / lift if lift > 0 else None
     return {
         "auc": _finite(metrics.loc[name, "roc_auc"]),
+        # The ROC-AUC's interval (evaluation.confidence_level), customers resampled.
+        "auc_interval": None
+        if decision.interval is None
+        else [_finite(decision.interval[1]), _finite(decision.interval[2])],
         "candidate_model": name,
         "best_baseline": str(best),
         "best_baseline_auc": _finite(baselines.loc[best, "roc_auc"]),
@@ -89,6 +93,7 @@ def summary_json(decision: Any) -> dict[str, Any]:
         "ceiling_share": _finite(ceiling_share),
         "folds": int(decision.folds),
         "test_rows": int(metrics.loc[name, "n"]),
+        "test_customers": int(decision.customers),
         "detectable_difference": _finite(decision.detectable_difference),
         "lift_at_10": _finite(metrics.loc[name].get("lift_at_10")),
         "champion": f"{decision.champion.name} v{decision.champion.version}",
@@ -133,6 +138,18 @@ def report_lines(result: PipelineResult, env: Environment) -> list[str]:
             for line in table.to_string(float_format=lambda v: f"{v:.4f}", na_rep="-").splitlines()
         ),
     ]
+    if report.get("auc_interval"):
+        low, high = report["auc_interval"]
+        lines.append(
+            f"{name}: roc_auc {report['auc']:.4f}, interval {low:.4f} to {high:.4f} "
+            f"({report['test_customers']:,} customers resampled)"
+            + (
+                f"; the gate's test rows detect differences of "
+                f"{report['detectable_difference']:.4f} or more"
+                if report.get("detectable_difference") is not None
+                else ""
+            )
+        )
     if report.get("ceiling_share") is not None:
         lines.append(
             f"observable ceiling: the candidate captures {report['ceiling_share']:.0%} of the "

@@ -303,6 +303,9 @@ def test_first_run_reports_metrics_against_baselines_and_the_truth(history: Hist
     # The backtest, its power, the observable ceiling and the truth's expected AUC.
     assert report["folds"] == 2 and report["test_rows"] == int(metrics.loc["catboost", "n"])
     assert 0 < report["detectable_difference"] < 0.2
+    low, high = report["auc_interval"]
+    assert low < report["auc"] < high and high - low < 0.2
+    assert 0 < report["test_customers"] <= report["test_rows"]
     assert report["candidate_model"] in ("catboost", "logistic")
     assert report["best_baseline_auc"] < report["ceiling_auc"] < report["oracle_auc"]
     assert 0.5 < report["ceiling_share"] <= 1.2

@@ -80,6 +80,8 @@ class Candidate:
     ceiling_auc: float | None = None
     # The candidate's calibration on the pooled test rows, before and after, in words.
     calibration: str = ""
+    # The candidate's ROC-AUC on the pooled rows: value, lower, upper (by customer).
+    interval: tuple[float, float, float] | None = None
 
 
 @dataclass
@@ -101,6 +103,8 @@ class ChampionDecision:
     detectable_difference: float | None = None
     ceiling_auc: float | None = None
     calibration: str = ""
+    interval: tuple[float, float, float] | None = None
+    customers: int = 0
 
 
 def _truth_scores(warehouse: WarehouseResource, test: pd.DataFrame) -> np.ndarray | None:
@@ -367,6 +371,7 @@ def candidate_model(
         folds=folds,
         ceiling_auc=ceiling_auc,
         calibration=_calibration_sentence(measured.calibration, name),
+        interval=measured.interval,
     )
     top = metrics.loc[name]
     return dg.Output(
@@ -579,6 +584,8 @@ def champion_model(
             detectable_difference=_detectable(decision, candidate.metrics, gate.metric),
             ceiling_auc=candidate.ceiling_auc,
             calibration=candidate.calibration,
+            interval=candidate.interval,
+            customers=int(test["customer_id"].nunique()),
         ),
         metadata={
             "champion": champion.label(),

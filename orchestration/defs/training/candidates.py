@@ -20,6 +20,7 @@ import pandas as pd
 
 from ml import LogisticModel, PropensityModel, evaluate, rule_baselines
 from ml.backtest import Backtest, fold_table, run_backtest
+from ml.bootstrap import metric_interval
 from ml.calibration import calibration_errors
 from ml.gate import Selection, prefer_simpler
 from ml.metrics import Evaluation, expected_roc_auc, metric_value
@@ -60,6 +61,8 @@ class Measured:
     folds: pd.DataFrame
     # Calibration errors of the models on the pooled test rows, before and after.
     calibration: pd.DataFrame
+    # The candidate's ROC-AUC on the pooled rows, with its interval (by customer).
+    interval: tuple[float, float, float]
 
     @property
     def candidate(self) -> str:
@@ -148,7 +151,7 @@ def measure(
     test = backtest.test
     y = test["label"].to_numpy(dtype=np.float64)
     customers = test["customer_id"].to_numpy()
-    selection = None
+    selection: Selection | None = None
     if LOGISTIC in backtest.scores:
         selection = prefer_simpler(
             y,
@@ -189,6 +192,15 @@ def measure(
         metrics=metrics,
         folds=fold_table(backtest, lambda t, s: metric_value(gate.metric, t, s)),
         calibration=_calibration(backtest, y, evaluation.calibration_bins),
+        interval=metric_interval(
+            y,
+            scores[CATBOOST if selection is None else selection.chosen],
+            "roc_auc",
+            n_boot=evaluation.bootstrap_samples,
+            seed=gate.seed,
+            confidence_level=evaluation.confidence_level,
+            groups=customers,
+        ),
     )
 
 
