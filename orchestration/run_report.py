@@ -94,6 +94,11 @@ def summary_json(decision: Any) -> dict[str, Any]:
         "folds": int(decision.folds),
         "test_rows": int(metrics.loc[name, "n"]),
         "test_customers": int(decision.customers),
+        # The gate's metric per test window, oldest first, per scorer.
+        "per_fold": {
+            k: [_finite(v) for v in values] for k, values in (decision.per_fold or {}).items()
+        },
+        "per_fold_metric": decision.per_fold_metric,
         "detectable_difference": _finite(decision.detectable_difference),
         "lift_at_10": _finite(metrics.loc[name].get("lift_at_10")),
         "champion": f"{decision.champion.name} v{decision.champion.version}",
@@ -150,6 +155,14 @@ def report_lines(result: PipelineResult, env: Environment) -> list[str]:
                 else ""
             )
         )
+    if report.get("per_fold"):
+        width = max(len(k) for k in report["per_fold"])
+        lines.append(f"{report['per_fold_metric']} per test window, oldest first:")
+        lines += [
+            f"  {scorer:<{width}}  "
+            + "  ".join("   -  " if v is None else f"{v:.4f}" for v in values)
+            for scorer, values in report["per_fold"].items()
+        ]
     if report.get("ceiling_share") is not None:
         lines.append(
             f"observable ceiling: the candidate captures {report['ceiling_share']:.0%} of the "

@@ -306,6 +306,9 @@ def test_first_run_reports_metrics_against_baselines_and_the_truth(history: Hist
     low, high = report["auc_interval"]
     assert low < report["auc"] < high and high - low < 0.2
     assert 0 < report["test_customers"] <= report["test_rows"]
+    assert report["per_fold_metric"] == "roc_auc"
+    assert {"catboost", "logistic", "rate_by_gender"} <= report["per_fold"].keys()
+    assert all(len(values) == 2 for values in report["per_fold"].values())
     assert report["candidate_model"] in ("catboost", "logistic")
     assert report["best_baseline_auc"] < report["ceiling_auc"] < report["oracle_auc"]
     assert 0.5 < report["ceiling_share"] <= 1.2

@@ -82,6 +82,8 @@ class Candidate:
     calibration: str = ""
     # The candidate's ROC-AUC on the pooled rows: value, lower, upper (by customer).
     interval: tuple[float, float, float] | None = None
+    # The gate's metric per test window (oldest first), per scorer.
+    per_fold: dict[str, list[float]] | None = None
 
 
 @dataclass
@@ -105,6 +107,8 @@ class ChampionDecision:
     calibration: str = ""
     interval: tuple[float, float, float] | None = None
     customers: int = 0
+    per_fold: dict[str, list[float]] | None = None
+    per_fold_metric: str = "roc_auc"
 
 
 def _truth_scores(warehouse: WarehouseResource, test: pd.DataFrame) -> np.ndarray | None:
@@ -372,6 +376,10 @@ def candidate_model(
         ceiling_auc=ceiling_auc,
         calibration=_calibration_sentence(measured.calibration, name),
         interval=measured.interval,
+        per_fold={
+            scorer: [float(v) for v in measured.folds[scorer].iloc[:-1]]
+            for scorer in measured.scores
+        },
     )
     top = metrics.loc[name]
     return dg.Output(
@@ -586,6 +594,8 @@ def champion_model(
             calibration=candidate.calibration,
             interval=candidate.interval,
             customers=int(test["customer_id"].nunique()),
+            per_fold=candidate.per_fold,
+            per_fold_metric=gate.metric,
         ),
         metadata={
             "champion": champion.label(),
