@@ -266,7 +266,7 @@ class Bench:
         from dagster._core.events import DagsterEventType
 
         from orchestration.environment import current_environment
-        from orchestration.pipeline import instance
+        from orchestration.instance import instance
 
         with instance(current_environment()) as inst:
             record = inst.get_run_record_by_id(run_id)

@@ -83,8 +83,8 @@ def promote_candidate_and_rescore() -> None:
 
     from orchestration.defs.scoring.assets import customer_scores
     from orchestration.environment import current_environment
+    from orchestration.instance import instance
     from orchestration.mlflow_store import configure_mlflow, tracking_uri
-    from orchestration.pipeline import instance
     from orchestration.registry import Registry
     from orchestration.resources import build_resources
     from orchestration.settings import load_parameters

@@ -2,8 +2,9 @@
 
 `nextbuy demo`, `pipeline` and `features` call this; the Dagster UI runs the same jobs
 from the same Definitions. Runs are recorded in the Dagster instance under
-NEXTBUY_HOME/dagster, so `nextbuy ui` shows them afterwards. What a run says to people
-and scripts (the report, the failure summary) is orchestration/run_report.py's.
+NEXTBUY_HOME/dagster (orchestration/instance.py, which also executes a job in this
+process), so `nextbuy ui` shows them afterwards. What a run says to people and scripts
+(the report, the failure summary) is orchestration/run_report.py's.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import datetime as dt
 import io
 import re
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from dataclasses import dataclass
@@ -21,88 +21,9 @@ from typing import Any, TextIO
 import dagster as dg
 
 from orchestration.environment import Environment, current_environment
+from orchestration.instance import execute_here, instance
 from orchestration.partitions import FeatureRun
-from orchestration.progress import step_progress
 from orchestration.run_report import failure_summary, summary_json
-
-DAGSTER_YAML = """\
-# Written by nextbuy: the Dagster instance for this NEXTBUY_HOME (runs, events, schedules).
-telemetry:
-  enabled: false
-"""
-
-
-def dagster_home(env: Environment) -> Path:
-    """The Dagster instance folder under NEXTBUY_HOME, with telemetry off in its config."""
-    home = env.home / "dagster"
-    home.mkdir(parents=True, exist_ok=True)
-    config = home / "dagster.yaml"
-    if not config.exists():
-        config.write_text(DAGSTER_YAML, encoding="utf-8")
-    return home
-
-
-def instance(env: Environment) -> dg.DagsterInstance:
-    return dg.DagsterInstance.from_config(str(dagster_home(env)))
-
-
-# The code location workspace.yaml (and pyproject's [tool.dg.project]) names.
-LOCATION_NAME = "nextbuy"
-
-
-def location_tags() -> dict[str, str]:
-    """The tag that files an in-process run under the code location `nextbuy ui` loads, as
-    a run launched from the UI is filed: the job's Runs tab, the overview timeline and the
-    run filters find CLI runs by it. (Dagster adds it only to runs launched with a remote
-    origin, which a run executed in this process has not.)"""
-    from dagster._core.definitions.repository_definition.valid_definitions import (
-        SINGLETON_REPOSITORY_NAME,
-    )
-    from dagster._core.storage.tags import REPOSITORY_LABEL_TAG
-
-    return {REPOSITORY_LABEL_TAG: f"{SINGLETON_REPOSITORY_NAME}@{LOCATION_NAME}"}
-
-
-# Run config that makes a job's own executor (Dagster's default, multi_or_in_process)
-# execute every step in this process.
-IN_PROCESS = {"execution": {"config": {"in_process": {}}}}
-
-
-def execute_here(
-    job: dg.JobDefinition,
-    inst: dg.DagsterInstance,
-    *,
-    run_config: dict[str, Any],
-    tags: dict[str, str],
-    progress: Callable[[str], Any] | None = None,
-    requested_by: str | None = None,
-) -> dg.ExecuteInProcessResult:
-    """Execute ``job`` in this process as a run of the job the UI's code location serves;
-    ``progress`` gets a header line (naming ``requested_by``) and the run's steps.
-
-    ``job.execute_in_process`` records a run of a rebound copy of the job (the in-process
-    executor and an in-memory IO manager swapped in), whose snapshot differs from the
-    job's: the UI then says a re-execution "may be a different version". Here the run
-    records the job itself, executing on its own executor configured in-process (so a
-    re-execution from the UI runs in one process too), its outputs kept by its IO manager
-    as the UI's runs keep them, and filed under the code location (location_tags)."""
-    from dagster._core.definitions.job_base import InMemoryJob
-    from dagster._core.execution.execute_in_process import core_execute_in_process
-
-    run_id = str(uuid.uuid4())
-    if progress is not None:
-        by = f", requested by {requested_by}" if requested_by else ""
-        progress(f"{job.name} run {run_id}{by}:")
-    with step_progress(inst, run_id, progress):
-        return core_execute_in_process(
-            run_config={**run_config, **IN_PROCESS},
-            job=InMemoryJob(job),
-            instance=inst,
-            output_capturing_enabled=True,
-            raise_on_error=False,
-            run_tags={**job.run_tags, **tags, **location_tags()},
-            run_id=run_id,
-        )
 
 
 class PipelineFailed(RuntimeError):

@@ -65,7 +65,7 @@ def tick(
     """Evaluate every sensor and schedule once and execute what they request;
     ``progress`` receives a line as each step of a run starts and ends."""
     from orchestration.definitions import build_definitions
-    from orchestration.pipeline import instance
+    from orchestration.instance import instance
 
     defs = build_definitions()
     with instance(env) as inst:
@@ -194,7 +194,7 @@ def _execute(
     requested_by: str,
     progress: Callable[[str], Any] | None = None,
 ) -> TickRun:
-    from orchestration.pipeline import execute_here
+    from orchestration.instance import execute_here
     from orchestration.run_report import failure_summary
 
     job = defs.resolve_job_def(job_name)

@@ -72,7 +72,7 @@ def serve_uis(env: Environment, ports: UiPorts, echo: Callable[[str], None] = pr
     """Generate the dbt docs, start every UI, say when each answers, and wait; on Ctrl-C (or
     when one exits) stop the others with SIGINT, as a terminal would."""
     from orchestration.dbt import run_dbt
-    from orchestration.pipeline import dagster_home
+    from orchestration.instance import dagster_home
 
     commands = ui_commands(env, ports)
     process_env = {

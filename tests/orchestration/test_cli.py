@@ -91,7 +91,7 @@ def _runs_are_filed_under_the_ui_code_location() -> None:
     import yaml
 
     from orchestration.environment import PROJECT_ROOT, current_environment
-    from orchestration.pipeline import instance
+    from orchestration.instance import instance
 
     workspace = yaml.safe_load((PROJECT_ROOT / "workspace.yaml").read_text())
     location = workspace["load_from"][0]["python_module"]["location_name"]

@@ -132,7 +132,7 @@ def _promote_broken_scorer_and_score(home: Path) -> Snapshot:
     )
     registry.promote(registry.register(run_id), "test")
     from orchestration.environment import current_environment
-    from orchestration.pipeline import instance
+    from orchestration.instance import instance
 
     with instance(current_environment()) as inst:
         # The date the pipeline runs before scored (a registered as-of partition).
@@ -356,7 +356,7 @@ def test_dbt_assets_show_row_counts_column_types_and_the_audience_cut(
     import dagster as dg
 
     from orchestration.environment import current_environment
-    from orchestration.pipeline import instance
+    from orchestration.instance import instance
 
     con = connect(home / "warehouse.duckdb", read_only=True)
     try:
@@ -577,7 +577,7 @@ def _features_run_keys(home: Path) -> list[str]:
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("NEXTBUY_HOME", str(home))
-        from orchestration.pipeline import instance
+        from orchestration.instance import instance
 
         with instance(current_environment()) as inst:
             (run,) = inst.get_runs(

@@ -138,7 +138,7 @@ def _score_with_champion(as_of: dt.date) -> None:
 
     from orchestration.defs.scoring.assets import customer_scores
     from orchestration.environment import current_environment
-    from orchestration.pipeline import instance
+    from orchestration.instance import instance
     from orchestration.resources import build_resources
 
     with instance(current_environment()) as inst:

@@ -22,8 +22,8 @@ from ml import LogisticModel, PropensityModel, evaluate, rule_baselines
 from ml.backtest import Backtest, fold_table, run_backtest
 from ml.bootstrap import metric_interval
 from ml.calibration import calibration_errors
-from ml.gate import Selection, prefer_simpler
 from ml.metrics import Evaluation, expected_roc_auc, metric_value
+from ml.selection import Selection, prefer_simpler
 from ml.slices import evaluation_slices
 from ml.split import TimeSplit, rolling_origin_splits
 from ml.tuning import Range, Tuning, tune
