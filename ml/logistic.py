@@ -26,6 +26,8 @@ import numpy.typing as npt
 import pandas as pd
 from sklearn.linear_model import LogisticRegression  # type: ignore[import-untyped]
 
+from ml.baselines import _check_fitted
+
 FloatArray = npt.NDArray[np.float64]
 _MISSING = "__missing__"
 
@@ -122,8 +124,7 @@ class LogisticModel:
         return self
 
     def predict_proba(self, X: pd.DataFrame) -> FloatArray:
-        if not hasattr(self, "model_"):
-            raise RuntimeError("LogisticModel is not fitted: call fit first")
+        _check_fitted(self, "model_")
         return np.asarray(self.model_.predict_proba(self._design(X))[:, 1], dtype=np.float64)
 
     def terms(self) -> list[str]:

@@ -65,7 +65,7 @@ def _finite(value: Any) -> float | None:
 
 def summary_json(decision: Any) -> dict[str, Any]:
     """The report's machine-readable line (the keys scripts rely on)."""
-    from orchestration.defs.training.candidates import MODELS, REFERENCES
+    from orchestration.defs.training.candidates import CEILING, MODELS, REFERENCES
 
     metrics = decision.metrics
     name = decision.candidate_name
@@ -74,8 +74,6 @@ def summary_json(decision: Any) -> dict[str, Any]:
     expected = metrics.get("expected_roc_auc")
     ceiling_share = None
     if expected is not None and decision.ceiling_auc is not None:
-        from orchestration.defs.training.candidates import CEILING
-
         lift = float(expected[CEILING]) - 0.5
         ceiling_share = (float(expected[name]) - 0.5) / lift if lift > 0 else None
     return {

@@ -300,7 +300,8 @@ class Tracker:
             params=[Param(k, v) for k, v in flat.items()],
             metrics=[Metric(k, v, timestamp=_now_ms(), step=0) for k, v in finite.items()],
         )
-        self.client.log_dict(run_id, jsonable(data_window), "data_window.json")
+        if data_window:
+            self.client.log_dict(run_id, jsonable(data_window), "data_window.json")
 
     def _log_artifacts(
         self,

@@ -1,6 +1,9 @@
 """The dbt project's compiled SQL of customer_features: the one definition of the features,
 as online scoring runs it.
 
+Kept whole: the compile and the checks on what it produced are one guarantee; apart,
+neither says why the SQL may be run outside dbt.
+
 nextbuy has one definition of a customer's features: the macro `purchase_features` in
 the chain staging -> intermediate -> `customer_features`. Online scoring does not write it
 again. At start-up ``compile_features`` has dbt compile that chain (``dbt compile`` through
@@ -30,9 +33,6 @@ Why this is exactly the batch definition:
   engine holds the warehouse's whole raw.products, and models that read only the catalogue
   (stg_thelook__products) are computed once per engine, from that same SQL;
 - the mart's enforced contract (its column types) is applied as dbt applies it.
-
-Kept whole: the compile and the checks on what it produced are one guarantee; apart,
-neither says why the SQL may be run outside dbt.
 """
 
 from __future__ import annotations

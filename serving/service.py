@@ -2,6 +2,9 @@
 read (the warehouse snapshot with its feature engines, the champion), kept current by a
 background poller.
 
+Kept whole: the workers, the poller and the state they share are one mechanism; split,
+each part would need the others' locks and invariants spelled out again.
+
 Requests are queued; each worker takes what is waiting (up to ``max_batch``), computes
 the features of the whole batch with one run of the compiled dbt chain per as-of date,
 and scores them with one call of the champion. Under load batches grow and the fixed
@@ -9,9 +12,6 @@ cost of planning the SQL and calling the model is shared; a lone request runs at
 as a batch of one. A worker reads the state once per batch, so a batch is computed from
 one warehouse snapshot and scored by one champion, and a swap (new data, a moved alias)
 is seen by the next batch: no request sees a half-loaded model or snapshot.
-
-Kept whole: the workers, the poller and the state they share are one mechanism; split,
-each part would need the others' locks and invariants spelled out again.
 """
 
 from __future__ import annotations

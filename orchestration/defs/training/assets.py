@@ -4,14 +4,13 @@ warehouse, call ml/ and record what happened where people look: asset metadata (
 readable tables, links into MLflow's UI) and MLflow (a run spanning the step, its
 description and the version's, updated once the gate has decided).
 
-Kept whole: the two assets of the training step share the Candidate they hand on and
-the metadata helpers that present it; each helper serves only these two.
+Kept whole: the two assets of the training step share the Candidate one hands the
+other; how they present it is orchestration/defs/training/presentation.py.
 """
 
 import datetime as dt
 import math
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,10 +19,10 @@ import numpy as np
 import pandas as pd
 
 from ml import higher_is_better
-from ml.backtest import Backtest, Fold
+from ml.backtest import Backtest
 from ml.baselines import Scorer
 from ml.gate import decide
-from ml.metrics import Evaluation, metric_names, slice_comparison
+from ml.metrics import metric_names
 from ml.plots import calibration_figure, figure_png, gains_figure, roc_figure
 from ml.slices import slice_labeller
 from ml.tuning import Tuning
@@ -41,6 +40,21 @@ from orchestration.defs.training.candidates import (
     REFERENCES,
     backtest_all,
     measure,
+)
+from orchestration.defs.training.presentation import (
+    calibration_sentence,
+    fit_progress,
+    folds_markdown,
+    headline,
+    markdown_table,
+    model_title,
+    readable_metrics,
+    readable_slices,
+    slices_table,
+    span,
+    text_markdown,
+    trained_on,
+    tuning_sentence,
 )
 from orchestration.registry import ModelRef, Registry
 from orchestration.resources import ParametersResource, RegistryResource, WarehouseResource
@@ -126,98 +140,6 @@ def _truth_scores(warehouse: WarehouseResource, test: pd.DataFrame) -> np.ndarra
     return joined["p_target"].to_numpy(dtype=np.float64)
 
 
-def _markdown(frame: pd.DataFrame, digits: int = 4) -> str:
-    return frame.round(digits).to_markdown() if not frame.empty else "(empty)"
-
-
-def _text_markdown(frame: pd.DataFrame) -> str:
-    """A table of text (``ml.metrics``' readable tables) as markdown: the text as it is,
-    labels and notes left, numbers right; a ``note`` column only when a row has one."""
-    if frame.empty:
-        return "(empty)"
-    if "note" in frame and not frame["note"].astype(bool).any():
-        frame = frame.drop(columns="note")
-    align = ["left" if c in ("scorer", "slice", "note") else "right" for c in frame.columns]
-    return str(frame.to_markdown(index=False, disable_numparse=True, colalign=align))
-
-
-def _readable_metrics(evaluations: Mapping[str, Evaluation], metrics: pd.DataFrame) -> str:
-    """Every scorer's test metrics as a markdown table, a missing one with its reason;
-    the expected ROC-AUC under the true probabilities when there is a truth table."""
-    rows = []
-    for name, ev in evaluations.items():
-        row = {"scorer": name, **ev.readable_overall()}
-        if "expected_roc_auc" in metrics:
-            row["expected roc_auc"] = f"{float(metrics.loc[name, 'expected_roc_auc']):.4f}"
-        rows.append(row)
-    return _text_markdown(pd.DataFrame(rows))
-
-
-def _readable_slices(
-    evaluations: Mapping[str, Evaluation], metric: str, label: Callable[[str, str], str]
-) -> str:
-    """The gate's metric per slice for every scorer side by side, then each scorer's
-    metrics per slice, as markdown; a missing value says why."""
-    parts = [
-        f"**{metric} by slice**",
-        _text_markdown(slice_comparison(evaluations, metric, label)),
-    ]
-    for name, evaluation in evaluations.items():
-        table = evaluation.readable_by_slice(label)
-        # A metric missing in every row for one reason (a rule's log loss): said once.
-        heading = f"**{name}**"
-        for column in table.columns.drop(["slice", "note"], errors="ignore"):
-            values = set(table[column]) - {"n/a"}  # thin rows say why in their note
-            if len(values) == 1 and (reason := values.pop()).startswith("n/a: "):
-                table = table.drop(columns=column)
-                heading += f"; {column} {reason}"
-        parts += [heading, _text_markdown(table)]
-    return "\n\n".join(parts)
-
-
-def _slices_table(
-    evaluations: Mapping[str, Evaluation], label: Callable[[str, str], str]
-) -> pd.DataFrame:
-    """Every scorer's metrics per slice in one numeric table (MLflow's tables/)."""
-    frames = []
-    for name, evaluation in evaluations.items():
-        frame = evaluation.by_slice.copy()
-        frame.insert(0, "scorer", name)
-        frame.insert(
-            3,
-            "label",
-            [label(str(s), str(v)) for s, v in zip(frame["slice"], frame["value"], strict=True)],
-        )
-        frames.append(frame)
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-
-
-def _span(windows: Mapping[str, str], name: str) -> str:
-    """A half-open window [start, end) as its first and last day."""
-    start = pd.Timestamp(windows[f"{name}_start"])
-    last = pd.Timestamp(windows[f"{name}_end"]) - pd.Timedelta(days=1)
-    return f"{start:%Y-%m-%d} to {last:%Y-%m-%d}"
-
-
-def _headline(metrics: pd.DataFrame, name: str, metric: str) -> str:
-    """The candidate's test metric against the best rule's, e.g. ``test roc_auc 0.5770
-    against the best rule rate_by_gender's 0.5700``."""
-    text = f"test {metric} {float(metrics.loc[name, metric]):.4f}"
-    rules = metrics.drop(index=[*MODELS, *REFERENCES], errors="ignore")[metric].dropna()
-    if rules.empty:
-        return text
-    best = str(rules.sort_values(ascending=not higher_is_better(metric)).index[0])
-    return f"{text} against the best rule {best}'s {float(rules[best]):.4f}"
-
-
-def _trained_on(windows: Mapping[str, str], sizes: Mapping[str, int]) -> str:
-    return (
-        f"trained on {_span(windows, 'train')} ({sizes['train']:,} examples), validated "
-        f"and calibrated on {_span(windows, 'validation')} ({sizes['validation']:,}), "
-        f"tested on {_span(windows, 'test')} ({sizes['test']:,})"
-    )
-
-
 @dg.asset(
     group_name="training",
     deps=[TRAINING_EXAMPLES_KEY, TRUTH_ORDERS_KEY],
@@ -242,7 +164,7 @@ def candidate_model(
     params = parameters.load()
     evaluation = params.evaluation
     examples = warehouse.read_table(TRAINING_EXAMPLES, order_by="as_of, customer_id, order_id")
-    backtest, tuning = backtest_all(examples, params, _fit_progress(context.log))
+    backtest, tuning = backtest_all(examples, params, fit_progress(context.log))
     oracle = _truth_scores(warehouse, backtest.test)
     measured = measure(backtest, params, oracle, _ceiling_scores(warehouse, backtest.test))
     name = measured.candidate
@@ -251,7 +173,7 @@ def candidate_model(
     metrics, evaluations = measured.metrics, measured.evaluations
     test = measured.test
     y = test["label"].to_numpy(dtype=np.float64)
-    probabilities = {k: v for k, v in measured.scores.items() if _is_probability(newest, k)}
+    probabilities = {k: v for k, v in measured.scores.items() if measured.is_probability[k]}
     if oracle is not None:
         probabilities[ORACLE] = oracle
     bins = evaluation.calibration_bins
@@ -283,8 +205,8 @@ def candidate_model(
     }
     gate_metric = params.gate.metric
     description = (
-        f"{_model_title(name)} candidate {_trained_on(windows, sizes)}; backtest of {folds} "
-        f"test windows ({len(test):,} examples): {_headline(metrics, name, gate_metric)}; "
+        f"{model_title(name)} candidate {trained_on(windows, sizes)}; backtest of {folds} "
+        f"test windows ({len(test):,} examples): {headline(metrics, name, gate_metric)}; "
         f"chosen as {measured.selection_sentence()}"
     )
     tracker = registry.tracker(params.registry)
@@ -329,7 +251,7 @@ def candidate_model(
         figures=figures,
         tables={
             "metrics_vs_baselines": metrics.reset_index(),
-            "metrics_by_slice": _slices_table(evaluations, label),
+            "metrics_by_slice": slices_table(evaluations, label),
             "backtest_folds": measured.folds,
             "calibration": measured.calibration,
             **_model_tables(newest.scorers),
@@ -374,7 +296,7 @@ def candidate_model(
         selection=measured.selection_sentence(),
         folds=folds,
         ceiling_auc=ceiling_auc,
-        calibration=_calibration_sentence(measured.calibration, name),
+        calibration=calibration_sentence(measured.calibration, name),
         interval=measured.interval,
         per_fold={
             scorer: [float(v) for v in measured.folds[scorer].iloc[:-1]]
@@ -401,24 +323,24 @@ def candidate_model(
             "oracle_roc_auc": oracle_auc,
             "ceiling_roc_auc": ceiling_auc,
             "folds": folds,
-            "backtest_folds": dg.MetadataValue.md(_folds_markdown(measured.folds, gate_metric)),
+            "backtest_folds": dg.MetadataValue.md(folds_markdown(measured.folds, gate_metric)),
             "calibration": dg.MetadataValue.md(
-                _text_markdown(measured.calibration.round(4).astype(str))
+                text_markdown(measured.calibration.round(4).astype(str))
                 + "\n\n"
                 + image_markdown("calibration", pngs["calibration"])
             ),
             "roc": dg.MetadataValue.md(image_markdown("ROC", pngs["roc"])),
             "gains": dg.MetadataValue.md(image_markdown("gains and lift", pngs["gains"])),
-            "metrics_vs_baselines": dg.MetadataValue.md(_readable_metrics(evaluations, metrics)),
+            "metrics_vs_baselines": dg.MetadataValue.md(readable_metrics(evaluations, metrics)),
             "metrics_by_slice": dg.MetadataValue.md(
-                _readable_slices(evaluations, gate_metric, label)
+                readable_slices(evaluations, gate_metric, label)
             ),
             "train_examples": sizes["train"],
             "validation_examples": sizes["validation"],
             "test_examples": len(test),
             "windows": windows,
             "trees": backtest.trees,
-            "tuning": _tuning_sentence(tuning),
+            "tuning": tuning_sentence(tuning),
             "fit_seconds": round(sum(backtest.fit_seconds.values()), 2),
             # What monitoring will compare scored dates with (orchestration/defs/monitoring).
             "drift_reference": drift_reference,
@@ -426,30 +348,8 @@ def candidate_model(
     )
 
 
-def _calibration_sentence(calibration: pd.DataFrame, name: str) -> str:
-    """E.g. ``mean score 0.262 against a rate of 0.267 (0.199 before calibration),
-    calibration error 0.012 (0.068 before); every fold's roc_auc unchanged``."""
-    rows = calibration[calibration["scorer"] == name].set_index("scores")
-    before, after = rows.loc["before"], rows.loc["after"]
-    unchanged = "unchanged" if bool(after["fold AUCs unchanged"]) else "CHANGED"
-    return (
-        f"mean score {after['mean score']:.3f} against a rate of {after['rate']:.3f} "
-        f"({before['mean score']:.3f} before calibration), calibration error "
-        f"{after['calibration error (ECE)']:.3f} ({before['calibration error (ECE)']:.3f} "
-        f"before); every fold's roc_auc {unchanged}"
-    )
-
-
 def _metric(metrics: pd.DataFrame, row: str, column: str) -> float | None:
     return float(metrics.loc[row, column]) if row in metrics.index else None
-
-
-def _is_probability(fold: Fold, name: str) -> bool:
-    return bool(getattr(fold.scorers[name], "is_probability", True))
-
-
-def _model_title(name: str) -> str:
-    return {CATBOOST: "CatBoost", LOGISTIC: "Logistic-regression"}.get(name, name)
 
 
 def _model_params(params: Parameters, backtest: Backtest, tuning: Tuning | None) -> dict[str, Any]:
@@ -475,38 +375,12 @@ def _model_params(params: Parameters, backtest: Backtest, tuning: Tuning | None)
     return out
 
 
-def _tuning_sentence(tuning: Tuning | None) -> str:
-    """E.g. ``3 trials in 71 s; trial 2 best (depth 5, learning_rate 0.081, ...):
-    validation AUC 0.6031 against 0.5987 as configured``."""
-    if tuning is None:
-        return "no search (tuning.trials is 1): model.catboost as configured"
-    configured = tuning.trials[0]
-    settings = ", ".join(
-        f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"
-        for k, v in tuning.best.settings.items()
-    )
-    seconds = sum(t.seconds for t in tuning.trials)
-    return (
-        f"{len(tuning.trials)} trials in {seconds:.0f} s; trial {tuning.best.number + 1} best "
-        f"({settings}, {tuning.best.trees} trees): mean validation AUC {tuning.best.value:.4f} "
-        f"against {configured.value:.4f} as configured"
-    )
-
-
 def _model_tables(scorers: Mapping[str, Any]) -> dict[str, pd.DataFrame]:
     """CatBoost's feature importance and the logistic model's coefficients."""
     tables = {"feature_importance": scorers[CATBOOST].feature_importance_table()}
     if LOGISTIC in scorers:
         tables["logistic_coefficients"] = scorers[LOGISTIC].coefficient_table()
     return tables
-
-
-def _folds_markdown(folds: pd.DataFrame, metric: str) -> str:
-    table = folds.copy()
-    for column in table.columns[4:]:
-        table[column] = table[column].map(lambda v: "n/a" if pd.isna(v) else f"{v:.4f}")
-    table = table.astype(str)
-    return f"**{metric} per test window**\n\n" + _text_markdown(table)
 
 
 @dg.asset(group_name="training", kinds={"mlflow"})
@@ -589,7 +463,7 @@ def champion_model(
             candidate_name=candidate.name,
             selection=candidate.selection,
             folds=candidate.folds,
-            detectable_difference=_detectable(decision, candidate.metrics, gate.metric),
+            detectable_difference=_detectable(decision, gate.metric),
             ceiling_auc=candidate.ceiling_auc,
             calibration=candidate.calibration,
             interval=candidate.interval,
@@ -611,7 +485,7 @@ def champion_model(
                 )
             ),
             "comparisons": dg.MetadataValue.md(
-                _markdown(comparisons.set_index("contender")) if len(comparisons) else "(none)"
+                markdown_table(comparisons.set_index("contender")) if len(comparisons) else "(none)"
             ),
         },
     )
@@ -626,7 +500,7 @@ def _unseen_by(reg: Registry, champion: ModelRef, test: pd.DataFrame) -> np.ndar
     return np.asarray(pd.to_datetime(test["as_of"]) >= pd.Timestamp(start))
 
 
-def _detectable(decision: Any, metrics: pd.DataFrame, metric: str) -> float | None:
+def _detectable(decision: Any, metric: str) -> float | None:
     """The smallest difference the gate's rows detect against the best rule (all rows)."""
     rules = [c for c in decision.comparisons if c.contender != "champion"]
     if not rules:
@@ -649,8 +523,8 @@ def _register_best_baseline(
     value = float(table.loc[best_name, metric])
     sizes = candidate.sizes or {}
     description = (
-        f"Rule baseline {best_name} fitted on {_span(candidate.windows, 'train')}"
-        f" ({sizes.get('train', 0):,} examples), tested on {_span(candidate.windows, 'test')}"
+        f"Rule baseline {best_name} fitted on {span(candidate.windows, 'train')}"
+        f" ({sizes.get('train', 0):,} examples), tested on {span(candidate.windows, 'test')}"
         f" ({sizes.get('test', len(candidate.test)):,}); test {metric} {value:.4f}; champion "
         f"because no model has passed the gate yet (the candidate {candidate.ref.label()}: "
         f"{reason})"
@@ -673,36 +547,6 @@ def _register_best_baseline(
     ref = reg.register(run_id)
     reg.promote(ref, f"fallback: {reason}")
     return ref
-
-
-def _fit_progress(
-    log: dg.DagsterLogManager, every_seconds: float = 10.0
-) -> Callable[[str, int], Callable[[int, int, float | None], None]]:
-    """For each CatBoost fit (a trial's, a fold's), its progress as a line every tenth of
-    its iterations or every ``every_seconds`` (whichever comes first), in the run's log
-    (the UI shows it) and on the terminal that started the run."""
-    from orchestration.progress import note
-
-    def for_fit(label: str, rows: int) -> Callable[[int, int, float | None], None]:
-        last = {"at": time.monotonic(), "shown": 0}
-
-        def report(iteration: int, most: int, loss: float | None) -> None:
-            now = time.monotonic()
-            step = max(1, most // 10)
-            if iteration // step == last["shown"] // step and now - last["at"] < every_seconds:
-                return
-            last.update(at=now, shown=iteration)
-            line = (
-                f"{label}: catboost on {rows:,} examples, iteration {iteration} of at most {most}"
-            )
-            if loss is not None:
-                line += f", validation loss {loss:.4f}"
-            log.info(line)
-            note(line)
-
-        return report
-
-    return for_fit
 
 
 def _ceiling_scores(warehouse: WarehouseResource, test: pd.DataFrame) -> np.ndarray | None:

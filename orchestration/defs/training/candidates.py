@@ -61,6 +61,8 @@ class Measured:
     folds: pd.DataFrame
     # Calibration errors of the models on the pooled test rows, before and after.
     calibration: pd.DataFrame
+    # Whether each scorer and reference gives probabilities (log loss, Brier, calibration).
+    is_probability: dict[str, bool]
     # The candidate's ROC-AUC on the pooled rows, with its interval (by customer).
     interval: tuple[float, float, float]
 
@@ -72,10 +74,6 @@ class Measured:
         if self.selection is None:
             return "catboost (the logistic challenger is off: challenger.enabled)"
         return self.selection.sentence()
-
-    @property
-    def newest(self) -> TimeSplit:
-        return self.backtest.newest.split
 
     @property
     def test(self) -> pd.DataFrame:
@@ -192,6 +190,7 @@ def measure(
         metrics=metrics,
         folds=fold_table(backtest, lambda t, s: metric_value(gate.metric, t, s)),
         calibration=_calibration(backtest, y, evaluation.calibration_bins),
+        is_probability=is_probability,
         interval=metric_interval(
             y,
             scores[CATBOOST if selection is None else selection.chosen],
