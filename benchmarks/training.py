@@ -19,7 +19,8 @@ training_examples and parameters.yaml:
 Expected AUC is the AUC expected under the simulator's true probabilities (label noise
 removed); the share of the observable ceiling is (expected AUC - 0.5) / (the ceiling's
 expected AUC - 0.5), the ceiling being the Bayes posterior given what the warehouse shows
-(thelook/ceiling.py), computed on the same test rows.
+(thelook/ceiling.py), computed on the same test rows. On the backtest, AUCs count pairs
+within one test window, as the pipeline's report does (each window has its own model).
 """
 
 from __future__ import annotations
@@ -44,16 +45,21 @@ END = dt.date(2026, 10, 31)
 
 
 def _shares(
-    oracle: np.ndarray, ceiling: np.ndarray, scores: dict[str, np.ndarray], y: np.ndarray
+    oracle: np.ndarray,
+    ceiling: np.ndarray,
+    scores: dict[str, np.ndarray],
+    y: np.ndarray,
+    folds: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    from ml.metrics import expected_roc_auc, roc_auc
+    """AUC, expected AUC and share of the ceiling; with ``folds``, pairs within a fold."""
+    from ml.metrics import expected_roc_auc, metric_value
 
-    ceiling_expected = expected_roc_auc(oracle, ceiling)
+    ceiling_expected = expected_roc_auc(oracle, ceiling, folds)
     out: dict[str, Any] = {}
     for name, values in {**scores, "ceiling": ceiling, "oracle": oracle}.items():
-        expected = expected_roc_auc(oracle, values)
+        expected = expected_roc_auc(oracle, values, folds)
         out[name] = {
-            "auc": round(roc_auc(y, values), 4),
+            "auc": round(metric_value("roc_auc", y, values, folds), 4),
             "expected_auc": round(expected, 4),
             "ceiling_share": round((expected - 0.5) / (ceiling_expected - 0.5), 3),
         }
@@ -125,7 +131,9 @@ def bench(users: int, work: Path) -> dict[str, Any]:
             "fold_best_iterations": [f.best_iteration for f in backtest.folds],
             "candidate": measured.candidate,
             "selection": measured.selection_sentence(),
-            "scorers": _shares(oracle, ceiling, measured.scores, y),
+            "scorers": _shares(
+                oracle, ceiling, measured.scores, y, backtest.test["fold"].to_numpy()
+            ),
         },
     }
 

@@ -92,11 +92,13 @@ def paired_bootstrap_difference(
     seed: int,
     confidence_level: float,
     groups: npt.ArrayLike | None = None,
+    strata: npt.ArrayLike | None = None,
 ) -> BootstrapDifference:
     """Paired bootstrap of ``metric(a) - metric(b)`` with a percentile interval.
 
     ``difference`` is measured on the data itself, the interval on the resamples. With
-    ``groups`` (one key per row, e.g. the customer id) whole groups are resampled.
+    ``groups`` (one key per row, e.g. the customer id) whole groups are resampled; with
+    ``strata`` (e.g. the backtest fold) ranking metrics compare rows within a stratum.
 
     >>> from ml.bootstrap import paired_bootstrap_difference
     >>> y = [0, 1] * 10
@@ -111,8 +113,8 @@ def paired_bootstrap_difference(
         raise ValueError("n_boot must be at least 1")
     if not 0 < confidence_level < 1:
         raise ValueError("confidence_level must be between 0 and 1")
-    observed = metric_value(metric, y, a) - metric_value(metric, y, b)
-    groups_a, groups_b = TieGroups.of(y, a), TieGroups.of(y, b)
+    observed = metric_value(metric, y, a, strata) - metric_value(metric, y, b, strata)
+    groups_a, groups_b = TieGroups.of(y, a, strata), TieGroups.of(y, b, strata)
     units, resamples = _resamples(y.size, groups, n_boot, seed)
     differences = [
         weighted_metric(metric, y, a, groups_a, weights)
@@ -173,9 +175,10 @@ def metric_interval(
     seed: int,
     confidence_level: float,
     groups: npt.ArrayLike | None = None,
+    strata: npt.ArrayLike | None = None,
 ) -> tuple[float, float, float]:
     """One scorer's metric on the data and its bootstrap percentile interval (resampling
-    ``groups`` when given): ``(value, lower, upper)``.
+    ``groups`` when given; ranking within ``strata`` when given): ``(value, lower, upper)``.
 
     >>> from ml.bootstrap import metric_interval
     >>> value, lower, upper = metric_interval([0, 1] * 50, [0.2, 0.8] * 50, "roc_auc", 200, 0, 0.95)
@@ -185,7 +188,7 @@ def metric_interval(
     y, s = _labels_and_scores(y_true, score)
     if not 0 < confidence_level < 1:
         raise ValueError("confidence_level must be between 0 and 1")
-    ties = TieGroups.of(y, s)
+    ties = TieGroups.of(y, s, strata)
     _, resamples = _resamples(y.size, groups, n_boot, seed)
     values = np.concatenate([weighted_metric(metric, y, s, ties, w) for w in resamples])
     defined = values[np.isfinite(values)]
@@ -193,4 +196,4 @@ def metric_interval(
         raise ValueError(f"{metric} is undefined on every bootstrap resample")
     tail = (1.0 - confidence_level) / 2.0
     lower, upper = np.quantile(defined, [tail, 1.0 - tail])
-    return metric_value(metric, y, s), float(lower), float(upper)
+    return metric_value(metric, y, s, strata), float(lower), float(upper)

@@ -180,11 +180,14 @@ def decide(
     seed: int,
     groups: npt.ArrayLike | None = None,
     rows: Mapping[str, npt.ArrayLike] | None = None,
+    strata: npt.ArrayLike | None = None,
 ) -> GateDecision:
     """Compare ``candidate`` scores with each contender's scores on the same rows.
 
     ``groups`` (e.g. customer ids) makes the bootstrap resample groups, not rows;
-    ``rows`` maps a contender to a boolean mask of the rows it is compared on.
+    ``rows`` maps a contender to a boolean mask of the rows it is compared on;
+    ``strata`` (e.g. the backtest fold of each row) makes ranking metrics compare rows
+    only within a stratum.
 
     >>> from ml.gate import decide
     >>> decision = decide(
@@ -207,6 +210,7 @@ def decide(
     y_all = np.asarray(y_true, dtype=np.float64)
     candidate_all = np.asarray(candidate, dtype=np.float64)
     keys = None if groups is None else np.asarray(groups).ravel()
+    strata_all = None if strata is None else np.asarray(strata).ravel()
     comparisons = []
     for name, contender in contenders.items():
         scores = np.asarray(contender, dtype=np.float64)
@@ -218,6 +222,7 @@ def decide(
         if not mask.any():
             raise ValueError(f"no test rows to compare with {name}")
         y, a, b = y_all[mask], candidate_all[mask], scores[mask]
+        strata_here = None if strata_all is None else strata_all[mask]
         diff = paired_bootstrap_difference(
             y,
             a,
@@ -227,6 +232,7 @@ def decide(
             seed=seed,
             confidence_level=confidence_level,
             groups=None if keys is None else keys[mask],
+            strata=strata_here,
         )
         # diff is metric(candidate) - metric(contender); orient it so positive is better.
         sign = 1.0 if diff.higher_is_better else -1.0
@@ -235,8 +241,8 @@ def decide(
             Comparison(
                 contender=name,
                 metric=metric,
-                candidate_value=metric_value(metric, y, a),
-                contender_value=metric_value(metric, y, b),
+                candidate_value=metric_value(metric, y, a, strata_here),
+                contender_value=metric_value(metric, y, b, strata_here),
                 improvement=sign * diff.difference,
                 lower=bounds[0],
                 upper=bounds[1],

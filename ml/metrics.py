@@ -71,7 +71,9 @@ def roc_auc(y_true: npt.ArrayLike, score: npt.ArrayLike) -> float:
     return float(sklearn_metrics.roc_auc_score(y, s)) if has_both_classes else math.nan
 
 
-def expected_roc_auc(probability: npt.ArrayLike, score: npt.ArrayLike) -> float:
+def expected_roc_auc(
+    probability: npt.ArrayLike, score: npt.ArrayLike, strata: npt.ArrayLike | None = None
+) -> float:
     """ROC-AUC expected under true probabilities, with the noise of realised labels removed.
 
     Each row is a positive with probability ``probability`` (e.g. the simulator's
@@ -84,6 +86,8 @@ def expected_roc_auc(probability: npt.ArrayLike, score: npt.ArrayLike) -> float:
     0.75
     >>> round(expected_roc_auc([0.9, 0.1], [0.9, 0.1]), 4), round(expected_roc_auc([0.9, 0.1], [0.1, 0.9]), 4)
     (0.9878, 0.0122)
+
+    With ``strata`` only pairs within one stratum count (as ``metric_value``'s).
     """
     p = np.asarray(probability, dtype=np.float64).ravel()
     s = np.asarray(score, dtype=np.float64).ravel()
@@ -91,6 +95,22 @@ def expected_roc_auc(probability: npt.ArrayLike, score: npt.ArrayLike) -> float:
         raise ValueError(f"probability has {p.size} values but score has {s.size}")
     if not (np.isfinite(s).all() and ((p >= 0) & (p <= 1)).all()):
         raise ValueError("probability must lie in [0, 1] and scores must be finite")
+    if strata is None:
+        concordant, pairs = _expected_pairs(p, s)
+    else:
+        keys = np.asarray(strata).ravel()
+        if keys.size != s.size:
+            raise ValueError(f"strata has {keys.size} keys for {s.size} rows")
+        codes = np.unique(keys, return_inverse=True)[1].ravel()
+        sums = np.array(
+            [_expected_pairs(p[codes == c], s[codes == c]) for c in range(codes.max() + 1)]
+        )
+        concordant, pairs = float(sums[:, 0].sum()), float(sums[:, 1].sum())
+    return concordant / pairs if pairs > 0 else math.nan
+
+
+def _expected_pairs(p: FloatArray, s: FloatArray) -> tuple[float, float]:
+    """Expected correctly ordered positive/negative pairs, and expected pairs."""
     order = np.argsort(s, kind="stable")
     s_sorted, pos, neg = s[order], p[order], 1.0 - p[order]
     starts = np.flatnonzero(np.r_[True, s_sorted[1:] != s_sorted[:-1]])
@@ -100,7 +120,7 @@ def expected_roc_auc(probability: npt.ArrayLike, score: npt.ArrayLike) -> float:
     below_neg = np.cumsum(group_neg) - group_neg
     concordant = float(np.sum(group_pos * below_neg + 0.5 * (group_pos * group_neg - group_self)))
     pairs = float(pos.sum() * neg.sum() - np.sum(pos * neg))
-    return concordant / pairs if pairs > 0 else math.nan
+    return concordant, pairs
 
 
 def average_precision(y_true: npt.ArrayLike, score: npt.ArrayLike) -> float:
@@ -154,18 +174,29 @@ def higher_is_better(metric: str) -> bool:
     return metric not in LOWER_IS_BETTER
 
 
-def metric_value(metric: str, y_true: npt.ArrayLike, score: npt.ArrayLike) -> float:
-    """Any metric by its name in `metric_names` (e.g. "roc_auc", "lift_at_10").
+def metric_value(
+    metric: str,
+    y_true: npt.ArrayLike,
+    score: npt.ArrayLike,
+    strata: npt.ArrayLike | None = None,
+) -> float:
+    """Any metric by its name in `metric_names` (e.g. "roc_auc", "lift_at_10"). With
+    ``strata`` (one key per row, e.g. the backtest fold) ranking metrics compare rows
+    only within a stratum (``ml.weighted_metrics``); losses are per row either way.
 
     >>> from ml.metrics import metric_value
     >>> metric_value("lift_at_50", [1, 0, 0, 0], [0.9, 0.1, 0.2, 0.3])
     2.0
+    >>> y, s = [1, 0, 1, 0], [0.9, 0.8, 0.2, 0.1]  # two strata, each ranked perfectly
+    >>> metric_value("roc_auc", y, s), metric_value("roc_auc", y, s, strata=[1, 1, 2, 2])
+    (0.75, 1.0)
     """
     library_metric = _LIBRARY_METRICS.get(metric)
-    if library_metric is not None:
+    if library_metric is not None and (strata is None or metric in LOWER_IS_BETTER):
         return library_metric(y_true, score)
     y, s = _labels_and_scores(y_true, score)
-    return float(weighted_metric(metric, y, s, TieGroups.of(y, s), np.ones((1, y.size)))[0])
+    groups = TieGroups.of(y, s, strata)
+    return float(weighted_metric(metric, y, s, groups, np.ones((1, y.size)))[0])
 
 
 def precision_at_top(y_true: npt.ArrayLike, score: npt.ArrayLike, k_percent: float) -> float:
@@ -454,7 +485,11 @@ def metric_names(top_k_percents: list[float] | tuple[float, ...]) -> list[str]:
 
 
 def _all_metrics(
-    y: FloatArray, s: FloatArray, names: list[str], probabilities: bool
+    y: FloatArray,
+    s: FloatArray,
+    names: list[str],
+    probabilities: bool,
+    strata: npt.NDArray[Any] | None,
 ) -> dict[str, float]:
     positives = float(y.sum())
     result = {"n": float(y.size), "positives": positives, "base_rate": positives / y.size}
@@ -462,7 +497,7 @@ def _all_metrics(
         if name in LOWER_IS_BETTER and not probabilities:
             result[name] = math.nan
         else:
-            result[name] = metric_value(name, y, s)
+            result[name] = metric_value(name, y, s, strata)
     return result
 
 
@@ -474,6 +509,7 @@ def evaluate(
     top_k_percents: list[float] | tuple[float, ...],
     min_slice_positives: int,
     probabilities: bool = True,
+    strata: npt.ArrayLike | None = None,
 ) -> Evaluation:
     """All metrics overall and per value of each slice (e.g. ``{"gender": ...}``).
 
@@ -481,7 +517,8 @@ def evaluate(
     metrics (its n and positives are still reported): a metric on a handful of positives
     is noise, and one thin slice must not fail a whole evaluation. NULL slice values form
     their own slice value, ``NULL``. ``probabilities=False`` marks scores that are only
-    rankings: their log loss and Brier are NaN.
+    rankings: their log loss and Brier are NaN. ``strata`` (e.g. the backtest fold of
+    each row) makes ranking metrics compare rows only within a stratum (``metric_value``).
 
     >>> from ml.metrics import evaluate
     >>> result = evaluate(
@@ -498,8 +535,11 @@ def evaluate(
     ['F', 'NULL']
     """
     y, s = _labels_and_scores(y_true, score)
+    stratum = None if strata is None else np.asarray(strata).ravel()
+    if stratum is not None and stratum.size != y.size:
+        raise ValueError(f"strata has {stratum.size} keys for {y.size} examples")
     names = metric_names(top_k_percents)
-    overall = _all_metrics(y, s, names, probabilities)
+    overall = _all_metrics(y, s, names, probabilities, stratum)
     rows: list[dict[str, Any]] = []
     for slice_name, values in (slices or {}).items():
         keys = pd.Series(np.asarray(values, dtype=object).ravel(), dtype=object)
@@ -518,7 +558,8 @@ def evaluate(
             if min(positives, y_part.size - positives) < max(min_slice_positives, 1):
                 row.update(dict.fromkeys(["base_rate", *names], math.nan))
             else:
-                row.update(_all_metrics(y_part, s_part, names, probabilities))
+                part_strata = None if stratum is None else stratum[index]
+                row.update(_all_metrics(y_part, s_part, names, probabilities, part_strata))
             rows.append(row)
     columns = ["slice", "value", "n", "positives", "base_rate", *names]
     return Evaluation(

@@ -24,7 +24,7 @@ from matplotlib.figure import Figure
 from PIL import Image
 from sklearn.metrics import roc_curve  # type: ignore[import-untyped]
 
-from ml.metrics import _labels_and_scores, calibration_table, roc_auc
+from ml.metrics import _labels_and_scores, calibration_table, metric_value
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -66,10 +66,32 @@ def _rates(y: FloatArray, s: FloatArray) -> tuple[FloatArray, FloatArray]:
     )
 
 
+def ranks_within(score: FloatArray, strata: npt.ArrayLike | None) -> FloatArray:
+    """Each score as its percentile rank within its stratum (average ranks for ties), so
+    that a threshold on the pooled ranks takes the same share of every stratum: the
+    curves of a backtest then target the top x% of each test window, as a campaign would.
+
+    >>> import numpy as np
+    >>> from ml.plots import ranks_within
+    >>> ranks_within(np.array([0.1, 0.9, 5.0, 7.0]), ["a", "a", "b", "b"]).tolist()
+    [0.5, 1.0, 0.5, 1.0]
+    """
+    if strata is None:
+        return score
+    frame = pd.DataFrame({"score": score, "stratum": np.asarray(strata).ravel()})
+    ranks = frame.groupby("stratum")["score"].rank(method="average", pct=True)
+    return ranks.to_numpy(dtype=np.float64)
+
+
 def roc_figure(
-    y_true: npt.ArrayLike, scores: Mapping[str, npt.ArrayLike], title: str = "ROC"
+    y_true: npt.ArrayLike,
+    scores: Mapping[str, npt.ArrayLike],
+    title: str = "ROC",
+    strata: npt.ArrayLike | None = None,
 ) -> Figure:
-    """ROC curves of every scorer, AUC in the legend, and the chance diagonal.
+    """ROC curves of every scorer, AUC in the legend, and the chance diagonal. With
+    ``strata`` (the backtest fold of each row) the curves rank each stratum on its own
+    (``ranks_within``) and the AUC counts pairs within a stratum, as the report's.
 
     >>> from ml.plots import roc_figure
     >>> figure = roc_figure([0, 1, 0, 1], {"model": [0.2, 0.9, 0.4, 0.6], "rule": [0.5] * 4})
@@ -79,10 +101,9 @@ def roc_figure(
     figure, (axes,) = _new_figure()
     for name, score in scores.items():
         y, s = _labels_and_scores(y_true, score)
-        false_positive_rate, true_positive_rate = _rates(y, s)
-        axes.plot(
-            false_positive_rate, true_positive_rate, label=f"{name} (AUC {roc_auc(y, s):.3f})"
-        )
+        auc = metric_value("roc_auc", y, s, strata)
+        false_positive_rate, true_positive_rate = _rates(y, ranks_within(s, strata))
+        axes.plot(false_positive_rate, true_positive_rate, label=f"{name} (AUC {auc:.3f})")
     axes.plot([0, 1], [0, 1], linestyle=":", color="grey", label="chance")
     axes.set(xlabel="false positive rate", ylabel="true positive rate", title=title)
     axes.legend(loc="lower right")
@@ -90,10 +111,14 @@ def roc_figure(
 
 
 def gains_figure(
-    y_true: npt.ArrayLike, scores: Mapping[str, npt.ArrayLike], title: str = "Gains and lift"
+    y_true: npt.ArrayLike,
+    scores: Mapping[str, npt.ArrayLike],
+    title: str = "Gains and lift",
+    strata: npt.ArrayLike | None = None,
 ) -> Figure:
     """Left: share of positives reached when mailing the top x% (cumulative gains).
-    Right: cumulative lift, the precision of the top x% over the overall rate.
+    Right: cumulative lift, the precision of the top x% over the overall rate. With
+    ``strata`` the top x% is taken of each stratum (``ranks_within``).
 
     >>> from ml.plots import gains_figure
     >>> figure = gains_figure([0, 1, 0, 0], {"model": [0.2, 0.9, 0.4, 0.6]})
@@ -104,7 +129,7 @@ def gains_figure(
     figure, (gains, lift) = _new_figure(columns=2)
     for name, score in scores.items():
         y, s = _labels_and_scores(y_true, score)
-        false_positive_rate, true_positive_rate = _rates(y, s)
+        false_positive_rate, true_positive_rate = _rates(y, ranks_within(s, strata))
         # Share of all rows above each threshold, written so that the last one is exactly 1.
         targeted = false_positive_rate + y.mean() * (true_positive_rate - false_positive_rate)
         gains.plot(targeted, true_positive_rate, label=name)

@@ -53,6 +53,7 @@ def prefer_simpler(
     confidence_level: float,
     seed: int,
     groups: npt.ArrayLike | None = None,
+    strata: npt.ArrayLike | None = None,
 ) -> Selection:
     """The simplest model that wins: ``complex_name`` is chosen only when it beats
     ``simple_name`` as a candidate must beat a contender at the gate (by the margin, with
@@ -76,6 +77,7 @@ def prefer_simpler(
         confidence_level=confidence_level,
         seed=seed,
         groups=groups,
+        strata=strata,
     )
     (comparison,) = decision.comparisons
     chosen = complex_name if comparison.beaten else simple_name

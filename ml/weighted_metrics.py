@@ -41,15 +41,32 @@ class TieGroups:
     order: npt.NDArray[np.intp]
     starts: npt.NDArray[np.intp]
     y_sorted: FloatArray
+    # The first tie group of each stratum ([0] without strata), and each group's stratum.
+    blocks: npt.NDArray[np.intp]
+    block_of_group: npt.NDArray[np.intp]
 
     @classmethod
-    def of(cls, y: FloatArray, s: FloatArray) -> TieGroups:
-        order = np.argsort(-s, kind="stable")
-        s_sorted = s[order]
-        new_group = np.empty(s.size, dtype=bool)
-        new_group[0] = True
-        np.not_equal(s_sorted[1:], s_sorted[:-1], out=new_group[1:])
-        return cls(order, np.flatnonzero(new_group), y[order])
+    def of(cls, y: FloatArray, s: FloatArray, strata: npt.ArrayLike | None = None) -> TieGroups:
+        """Groups of equal score, by descending score within each stratum (``strata``: one
+        key per row, or None for one stratum)."""
+        if strata is None:
+            codes = np.zeros(s.size, dtype=np.intp)
+        else:
+            keys = np.asarray(strata).ravel()
+            if keys.size != s.size:
+                raise ValueError(f"strata has {keys.size} keys for {s.size} rows")
+            codes = np.unique(keys, return_inverse=True)[1].ravel()
+        order = np.lexsort((-s, codes))
+        s_sorted, codes_sorted = s[order], codes[order]
+        new_block = np.empty(s.size, dtype=bool)
+        new_block[0] = True
+        np.not_equal(codes_sorted[1:], codes_sorted[:-1], out=new_block[1:])
+        new_group = new_block.copy()
+        new_group[1:] |= s_sorted[1:] != s_sorted[:-1]
+        starts = np.flatnonzero(new_group)
+        block_of_group = np.cumsum(new_block[starts]) - 1
+        blocks = np.flatnonzero(new_block[starts])
+        return cls(order, starts, y[order], blocks, block_of_group)
 
     def sums(self, weights: FloatArray) -> tuple[FloatArray, FloatArray]:
         """Weighted positives and negatives per tie group; weights are (resamples, rows)."""
@@ -65,32 +82,48 @@ def _safe_divide(numerator: FloatArray, denominator: FloatArray) -> FloatArray:
     return out
 
 
-def _roc_auc(pos: FloatArray, neg: FloatArray) -> FloatArray:
-    total_neg = neg.sum(axis=1, keepdims=True)
-    neg_below = total_neg - np.cumsum(neg, axis=1)
+def _cumulative(values: FloatArray, groups: TieGroups) -> FloatArray:
+    """Running sums over the tie groups (resamples x groups), restarting at each stratum."""
+    running = np.cumsum(values, axis=1)
+    if groups.blocks.size == 1:
+        return running
+    before_block = (running - values)[:, groups.blocks]
+    return running - before_block[:, groups.block_of_group]
+
+
+def _per_block(values: FloatArray, groups: TieGroups) -> FloatArray:
+    """Totals per stratum (resamples x strata)."""
+    return np.add.reduceat(values, groups.blocks, axis=1)
+
+
+def _roc_auc(pos: FloatArray, neg: FloatArray, groups: TieGroups) -> FloatArray:
+    total_neg = _per_block(neg, groups)
+    neg_below = total_neg[:, groups.block_of_group] - _cumulative(neg, groups)
     wins = (pos * (neg_below + 0.5 * neg)).sum(axis=1)
-    return _safe_divide(wins, pos.sum(axis=1) * total_neg[:, 0])
+    pairs = (_per_block(pos, groups) * total_neg).sum(axis=1)
+    return _safe_divide(wins, pairs)
 
 
-def _average_precision(pos: FloatArray, neg: FloatArray) -> FloatArray:
-    true_pos = np.cumsum(pos, axis=1)
-    precision = _safe_divide(true_pos, true_pos + np.cumsum(neg, axis=1))
+def _average_precision(pos: FloatArray, neg: FloatArray, groups: TieGroups) -> FloatArray:
+    true_pos = _cumulative(pos, groups)
+    precision = _safe_divide(true_pos, true_pos + _cumulative(neg, groups))
     return _safe_divide(np.nansum(pos * precision, axis=1), pos.sum(axis=1))
 
 
-def _precision_at(pos: FloatArray, neg: FloatArray, k_percent: float) -> FloatArray:
+def _precision_at(
+    pos: FloatArray, neg: FloatArray, groups: TieGroups, k_percent: float
+) -> FloatArray:
     size = pos + neg
-    total = size.sum(axis=1, keepdims=True)
-    cutoff = k_percent * total / 100.0
-    before = np.cumsum(size, axis=1) - size
-    share_taken = np.clip(_safe_divide(cutoff - before, size), 0.0, 1.0)
+    cutoff = k_percent * _per_block(size, groups) / 100.0
+    before = _cumulative(size, groups) - size
+    share_taken = np.clip(_safe_divide(cutoff[:, groups.block_of_group] - before, size), 0.0, 1.0)
     top_positives = np.nansum(share_taken * pos, axis=1)
-    return _safe_divide(top_positives, cutoff[:, 0])
+    return _safe_divide(top_positives, cutoff.sum(axis=1))
 
 
-def _lift_at(pos: FloatArray, neg: FloatArray, k_percent: float) -> FloatArray:
+def _lift_at(pos: FloatArray, neg: FloatArray, groups: TieGroups, k_percent: float) -> FloatArray:
     rate = _safe_divide(pos.sum(axis=1), (pos + neg).sum(axis=1))
-    return _safe_divide(_precision_at(pos, neg, k_percent), rate)
+    return _safe_divide(_precision_at(pos, neg, groups, k_percent), rate)
 
 
 def weighted_metric(
@@ -114,9 +147,9 @@ def weighted_metric(
         return _safe_divide(weights @ per_row, weights.sum(axis=1))
     pos, neg = groups.sums(weights)
     if metric == "roc_auc":
-        return _roc_auc(pos, neg)
+        return _roc_auc(pos, neg, groups)
     if metric == "pr_auc":
-        return _average_precision(pos, neg)
+        return _average_precision(pos, neg, groups)
     match = _TOP_K_METRIC.match(metric)
     if match is None:
         raise ValueError(
@@ -126,4 +159,6 @@ def weighted_metric(
     kind, k = match.group(1), float(match.group(2))
     if not 0 < k <= 100:
         raise ValueError(f"{metric}: k must be in (0, 100]")
-    return _precision_at(pos, neg, k) if kind == "precision" else _lift_at(pos, neg, k)
+    if kind == "precision":
+        return _precision_at(pos, neg, groups, k)
+    return _lift_at(pos, neg, groups, k)

@@ -16,9 +16,11 @@ from ml.metrics import (
     brier_score,
     calibration_table,
     evaluate,
+    expected_roc_auc,
     lift_at_top,
     log_loss,
     metric_names,
+    metric_value,
     missing_reason,
     precision_at_top,
     roc_auc,
@@ -335,3 +337,83 @@ def test_detectable_difference_is_the_power_calculation_on_the_standard_error() 
     )
     assert small.detectable_difference == pytest.approx(2.8016 * small.standard_error, rel=1e-3)
     assert large.detectable_difference == pytest.approx(small.detectable_difference / 4, rel=0.3)
+
+
+def _by_stratum(y: np.ndarray, s: np.ndarray, strata: np.ndarray) -> dict[str, float]:
+    """Stratified metrics written out from per-stratum counts, independently of the
+    weighted kernels: pairs and top-k% counted inside each stratum, then pooled."""
+    wins = pairs = top_positives = cutoff = ap_sum = 0.0
+    for key in np.unique(strata):
+        ys, ss = y[strata == key], s[strata == key]
+        positives, negatives = ys.sum(), ys.size - ys.sum()
+        if positives and negatives:
+            wins += roc_auc_score(ys, ss) * positives * negatives
+            pairs += positives * negatives
+        if positives:
+            ap_sum += average_precision_score(ys, ss) * positives
+        take = 0.2 * ys.size
+        top_positives += precision_at_top(ys, ss, 20) * take
+        cutoff += take
+    precision = top_positives / cutoff
+    return {
+        "roc_auc": wins / pairs,
+        "pr_auc": ap_sum / y.sum(),
+        "precision_at_20": precision,
+        "lift_at_20": precision / y.mean(),
+    }
+
+
+def test_stratified_metrics_count_only_rows_of_one_stratum() -> None:
+    """With strata (the backtest's folds), ranking metrics are the per-stratum ones pooled
+    by their pairs, positives or cut-offs; a monotone map per stratum (calibration) leaves
+    them unchanged while the unstratified ones move; losses ignore strata."""
+    rng = np.random.default_rng(4)
+    n = 600
+    strata = rng.integers(1, 4, n)
+    y = (rng.random(n) < 0.15 + 0.1 * strata).astype(float)
+    s = np.round(rng.random(n) + 0.4 * y, 2)  # ties inside strata
+    expected = _by_stratum(y, s, strata)
+    for metric, value in expected.items():
+        assert metric_value(metric, y, s, strata) == pytest.approx(value, abs=1e-12), metric
+    # Per-stratum monotone maps: stratified metrics identical, pooled ones not.
+    mapped = np.where(strata == 1, s / 10, np.where(strata == 2, s + 3, s**2))
+    for metric in expected:
+        assert metric_value(metric, y, mapped, strata) == pytest.approx(
+            metric_value(metric, y, s, strata), abs=1e-12
+        )
+    assert metric_value("roc_auc", y, mapped) != pytest.approx(metric_value("roc_auc", y, s))
+    assert metric_value("brier", y, s / 2, strata) == brier_score(y, s / 2)
+    # One stratum is the unstratified metric; the same for the expected AUC.
+    assert metric_value("roc_auc", y, s, np.zeros(n)) == pytest.approx(roc_auc(y, s), abs=1e-12)
+    p = np.clip(s / 1.5, 0, 1)
+    assert expected_roc_auc(p, mapped, strata) == pytest.approx(
+        expected_roc_auc(p, s, strata), abs=1e-12
+    )
+    assert expected_roc_auc(p, s, np.zeros(n)) == pytest.approx(expected_roc_auc(p, s))
+    # The bootstrap with strata: resampled stratified AUCs, observed value the same.
+    result = paired_bootstrap_difference(y, s, mapped, "roc_auc", 200, 1, 0.9, strata=strata)
+    assert result.difference == 0 and result.lower == result.upper == 0
+    with pytest.raises(ValueError, match="strata has 3 keys for 600 rows"):
+        metric_value("roc_auc", y, s, strata[:3])
+
+
+def test_evaluate_with_strata_is_stratified_overall_and_per_slice() -> None:
+    rng = np.random.default_rng(5)
+    n = 400
+    strata = rng.integers(0, 2, n)
+    y = (rng.random(n) < 0.3).astype(float)
+    s = rng.random(n) + 0.3 * y + strata
+    gender = rng.choice(["F", "M"], n)
+    result = evaluate(
+        y,
+        s,
+        {"gender": gender},
+        top_k_percents=[10],
+        min_slice_positives=5,
+        probabilities=False,
+        strata=strata,
+    )
+    assert result.overall["roc_auc"] == pytest.approx(metric_value("roc_auc", y, s, strata))
+    female = result.by_slice.set_index("value").loc["F"]
+    f = gender == "F"
+    assert female["lift_at_10"] == pytest.approx(metric_value("lift_at_10", y[f], s[f], strata[f]))

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from ml import higher_is_better
+from ml.backtest import FOLD_COLUMN as FOLD
 from ml.backtest import Backtest
 from ml.baselines import Scorer
 from ml.gate import decide
@@ -178,8 +179,13 @@ def candidate_model(
         probabilities[ORACLE] = oracle
     bins = evaluation.calibration_bins
     figures = {
-        "roc.png": roc_figure(y, measured.scores, title="ROC on the backtest's test windows"),
-        "gains.png": gains_figure(y, measured.scores),
+        "roc.png": roc_figure(
+            y,
+            measured.scores,
+            title="ROC on the backtest's test windows, each ranked on its own",
+            strata=test[FOLD].to_numpy(),
+        ),
+        "gains.png": gains_figure(y, measured.scores, strata=test[FOLD].to_numpy()),
         "calibration.png": calibration_figure(y, probabilities, bins=bins),
     }
     # Small PNGs shown in the Dagster UI (MLflow keeps the full-size figures).
@@ -422,6 +428,7 @@ def champion_model(
         seed=gate.seed,
         groups=test["customer_id"].to_numpy(),
         rows=rows,
+        strata=test[FOLD].to_numpy(),
     )
     reg.record_decision(candidate.ref, decision.as_dict())
     reason = decision.reason

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from ml import LogisticModel, PropensityModel, evaluate, rule_baselines
+from ml.backtest import FOLD_COLUMN as FOLD
 from ml.backtest import Backtest, fold_table, run_backtest
 from ml.bootstrap import metric_interval
 from ml.calibration import calibration_errors
@@ -149,6 +150,8 @@ def measure(
     test = backtest.test
     y = test["label"].to_numpy(dtype=np.float64)
     customers = test["customer_id"].to_numpy()
+    # Ranking metrics count pairs within one test window: each window has its own model.
+    folds = test[FOLD].to_numpy()
     selection: Selection | None = None
     if LOGISTIC in backtest.scores:
         selection = prefer_simpler(
@@ -163,6 +166,7 @@ def measure(
             confidence_level=evaluation.confidence_level,
             seed=gate.seed,
             groups=customers,
+            strata=folds,
         )
     scores = dict(backtest.scores)
     is_probability = {
@@ -174,12 +178,14 @@ def measure(
         if values is not None:
             measured[name] = values
             is_probability[name] = True
-    evaluations = _evaluate_all(y, measured, is_probability, test, evaluation)
+    evaluations = _evaluate_all(y, measured, is_probability, test, evaluation, folds)
     metrics = pd.DataFrame(
         [{"scorer": name, **ev.overall} for name, ev in evaluations.items()]
     ).set_index("scorer")
     if oracle is not None:
-        metrics["expected_roc_auc"] = [expected_roc_auc(oracle, measured[n]) for n in metrics.index]
+        metrics["expected_roc_auc"] = [
+            expected_roc_auc(oracle, measured[n], strata=folds) for n in metrics.index
+        ]
     return Measured(
         backtest=backtest,
         selection=selection,
@@ -199,6 +205,7 @@ def measure(
             seed=gate.seed,
             confidence_level=evaluation.confidence_level,
             groups=customers,
+            strata=folds,
         ),
     )
 
@@ -209,8 +216,10 @@ def _evaluate_all(
     is_probability: dict[str, bool],
     test: pd.DataFrame,
     settings: EvaluationSettings,
+    folds: np.ndarray,
 ) -> dict[str, Evaluation]:
-    """Every scorer measured overall and per slice on the same test rows."""
+    """Every scorer measured overall and per slice on the same test rows, ranking metrics
+    within each fold's test window."""
     slices = evaluation_slices(
         test,
         categorical=settings.slices.categorical,
@@ -225,6 +234,7 @@ def _evaluate_all(
             top_k_percents=list(settings.top_k_percents),
             min_slice_positives=settings.min_slice_positives,
             probabilities=is_probability[name],
+            strata=folds,
         )
         for name, score in scores.items()
     }
@@ -233,8 +243,9 @@ def _evaluate_all(
 def _calibration(backtest: Backtest, y: np.ndarray, bins: int) -> pd.DataFrame:
     """Per model: calibration errors on the pooled test rows before and after Platt
     scaling, and whether every fold's ROC-AUC is unchanged by it (it must be: each fold's
-    mapping is increasing; the pooled AUC may move slightly, as each fold has its own)."""
+    mapping is increasing; so is the pooled AUC, which counts pairs within a fold)."""
     rows = []
+    folds = backtest.test[FOLD].to_numpy()
     for name, raw in backtest.uncalibrated.items():
         calibrated = backtest.scores[name]
         unchanged = all(
@@ -252,7 +263,7 @@ def _calibration(backtest: Backtest, y: np.ndarray, bins: int) -> pd.DataFrame:
                     "rate": errors["rate"],
                     "calibration error (ECE)": errors["ece"],
                     "|rate / mean - 1|": errors["in_the_large"],
-                    "roc_auc": metric_value("roc_auc", y, values),
+                    "roc_auc": metric_value("roc_auc", y, values, folds),
                     "fold AUCs unchanged": unchanged,
                 }
             )
