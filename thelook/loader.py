@@ -7,30 +7,45 @@ as `order_items-000000000001.csv.gz`). Rows are kept as they arrived: text is no
 `null` strings stay, odd timestamps stay; dbt staging cleans. What the loader refuses is
 what cannot be stored faithfully: an unknown table, a missing required column, a value
 that does not parse as its BigQuery type, a duplicate or missing primary key, an empty
-file. The error names the file, column and row, and nothing is written: every file of a
-load goes into raw in one transaction.
+file, a file without data rows. The error names the file, column and row, and nothing is
+written: every file of a load goes into raw in one transaction.
+
+Emptiness is refused unless asked for (`allow_empty`): a header-only file is far more often
+a failed export than a table that really became empty, and a whole-dataset load that would
+leave a table empty that holds rows now would silently throw those rows away. An empty
+shard beside non-empty shards of the same table is accepted, as BigQuery's sharded
+exports write them.
+
+What a load leaves unjoined (orders without their items, items without their orders,
+products or users) is a warning, not a refusal (thelook.load_warnings says why).
 """
 
 from __future__ import annotations
 
-import csv
-import gzip
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
 
+from thelook.field_types import TEXT_TYPES, ident, quote, typed_sql, unparsable_sql
+from thelook.load_errors import LoadError, csv_error, read_header
+from thelook.load_warnings import unjoined_warnings
 from thelook.schema import TABLES, Column, Table
-from thelook.warehouse import TableWrite, WarehouseWriteError, count_rows, first_row, write_raw
+from thelook.warehouse import (
+    TableWrite,
+    WarehouseWriteError,
+    apply_raw_writes,
+    clear_raw,
+    count_rows,
+    first_row,
+    transaction,
+)
 
 # `<table>.csv[.gz]`, or a shard of a BigQuery wildcard export: `<table>-000000000000.csv.gz`.
 _FILE_NAME = re.compile(r"^(?P<table>[a-z_]+?)(?:[-_]\d+)?\.csv(?:\.gz)?$", re.IGNORECASE)
-
-
-class LoadError(ValueError):
-    """An export could not be loaded; raw was left exactly as it was."""
 
 
 @dataclass(frozen=True)
@@ -46,6 +61,8 @@ class TableLoad:
 @dataclass(frozen=True)
 class LoadResult:
     tables: list[TableLoad] = field(default_factory=list)
+    # What the load leaves unjoined, one sentence each (see thelook.load_warnings).
+    warnings: tuple[str, ...] = ()
 
     @property
     def rows(self) -> int:
@@ -77,18 +94,29 @@ def discover(paths: Iterable[Path]) -> dict[str, list[Path]]:
     return by_table
 
 
-def load_export(
-    con: duckdb.DuckDBPyConnection,
-    paths: Iterable[Path | str],
-    *,
-    replace_all: bool = False,
-    source: str | None = None,
-) -> LoadResult:
-    """Load every thelook table found in `paths` into raw, all or nothing.
+@dataclass(frozen=True)
+class StagedExport:
+    """An export read, checked and typed into temp tables shaped like raw, not yet written."""
 
-    By default a load merges: it replaces the day partitions of order_items it holds and
-    the rows of other tables whose primary keys it holds. `replace_all` makes it the
-    whole dataset instead.
+    paths: tuple[Path, ...]
+    files: dict[str, list[Path]]
+    # raw table name -> the temp relation holding its rows
+    relations: dict[str, str]
+    notes: dict[str, tuple[tuple[str, ...], tuple[str, ...]]]
+
+    @property
+    def source(self) -> str:
+        return f"load-thelook {' '.join(map(str, self.paths))}"
+
+
+@contextmanager
+def stage_export(
+    con: duckdb.DuckDBPyConnection, paths: Iterable[Path | str], *, allow_empty: bool = False
+) -> Iterator[StagedExport]:
+    """Stage every thelook table found in `paths`; the temp tables go when the block ends.
+
+    Nothing in raw changes: a caller writes the staged relations in a transaction of its
+    own (`load_export`, or the demo, which drops the simulator's truth in the same one).
     """
     paths = [Path(p) for p in paths]
     by_table = discover(paths)
@@ -96,20 +124,54 @@ def load_export(
     notes: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}
     try:
         for name, files in by_table.items():
-            staged[name], ignored, absent = _stage(con, TABLES[name], files)
+            staged[name], ignored, absent = _stage(con, TABLES[name], files, allow_empty)
             notes[name] = (ignored, absent)
-        writes = write_raw(
-            con,
-            staged,
-            source=source or f"load-thelook {' '.join(map(str, paths))}",
-            replace_all=replace_all,
-        )
-    except WarehouseWriteError as e:
-        raise LoadError(str(e)) from e
+        yield StagedExport(tuple(paths), by_table, staged, notes)
     finally:
         for relation in staged.values():
             con.execute(f"drop table if exists {relation}")
-    return LoadResult([_table_load(w, by_table[w.table], *notes[w.table]) for w in writes])
+
+
+def load_export(
+    con: duckdb.DuckDBPyConnection,
+    paths: Iterable[Path | str],
+    *,
+    replace_all: bool = False,
+    allow_empty: bool = False,
+    source: str | None = None,
+) -> LoadResult:
+    """Load every thelook table found in `paths` into raw, all or nothing.
+
+    By default a load merges: it replaces the day partitions of order_items it holds and
+    the rows of other tables whose primary keys it holds. `replace_all` makes it the
+    whole dataset instead. `allow_empty` accepts header-only files and a `replace_all`
+    that leaves tables empty which hold rows now.
+    """
+    with stage_export(con, paths, allow_empty=allow_empty) as staged:
+        if replace_all and not allow_empty:
+            _refuse_emptying(con, staged)
+        try:
+            with transaction(con):
+                if replace_all:
+                    clear_raw(con)
+                writes = apply_raw_writes(con, staged.relations, source=source or staged.source)
+        except WarehouseWriteError as e:
+            raise LoadError(str(e)) from e
+        warnings = unjoined_warnings(con, staged.relations)
+    loads = [_table_load(w, staged.files[w.table], *staged.notes[w.table]) for w in writes]
+    return LoadResult(loads, warnings)
+
+
+def _refuse_emptying(con: duckdb.DuckDBPyConnection, staged: StagedExport) -> None:
+    """Refuse a whole-dataset load without a table that holds rows now (the staged
+    tables are not empty: `_stage` refused that already)."""
+    for table in TABLES.values():
+        held = count_rows(con, table.qualified_name)
+        if held and table.name not in staged.relations:
+            raise LoadError(
+                f"replacing raw would leave raw.{table.name} empty: it holds {held:,} rows "
+                f"and this load has no {table.name}.csv; allow_empty (--allow-empty) empties it"
+            )
 
 
 def _table_load(
@@ -123,25 +185,13 @@ def _is_csv(name: str) -> bool:
     return lower.endswith(".csv") or lower.endswith(".csv.gz")
 
 
-def _header(path: Path) -> list[str]:
-    opener = gzip.open if path.name.lower().endswith(".gz") else open
-    try:
-        with opener(path, "rt", encoding="utf-8-sig", newline="") as f:  # type: ignore[operator]
-            first = f.readline()
-    except (OSError, UnicodeDecodeError) as e:
-        raise LoadError(f"{path}: cannot be read as (gzipped) UTF-8 CSV: {e}") from e
-    if not first.strip():
-        raise LoadError(f"{path}: empty file (no header row)")
-    return [c.strip().lower() for c in next(csv.reader([first]))]
-
-
 def _stage(
-    con: duckdb.DuckDBPyConnection, table: Table, files: list[Path]
+    con: duckdb.DuckDBPyConnection, table: Table, files: list[Path], allow_empty: bool
 ) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
     """Read, check and type one table's files into a temp table shaped like raw."""
     header = None
     for f in files:
-        cols = _header(f)
+        cols = read_header(f)
         dupes = sorted({c for c in cols if cols.count(c) > 1})
         if dupes:
             raise LoadError(f"{f}: column {dupes[0]!r} appears more than once in the header")
@@ -162,8 +212,8 @@ def _stage(
     absent = tuple(c.name for c in table.columns if c.name not in header)
 
     source = _csv_source(files, header)
-    typed = {c.name: _typed(c, _ident(c.name)) for c in present}
-    bad = [_unparsable(c, typed[c.name]) for c in present if c.bq_type not in _TEXT_TYPES]
+    typed = {c.name: typed_sql(c, ident(c.name)) for c in present}
+    bad = [unparsable_sql(c, typed[c.name]) for c in present if c.bq_type not in TEXT_TYPES]
     relation = f"_load_{table.name}"
     select = ", ".join(
         f"{typed[c.name]} as {c.name}" if c.name in typed else f"null::{c.duckdb_type} as {c.name}"
@@ -177,16 +227,14 @@ def _stage(
             f"select {select}, {' or '.join(bad) or 'false'} as _unparsable from {source}"
         )
     except duckdb.Error as e:
-        names = ", ".join(str(f) for f in files)
-        raise LoadError(f"{table.name} ({names}): not readable as CSV: {_first_line(e)}") from e
+        raise LoadError(csv_error(e, files)) from e
+    if not allow_empty and not count_rows(con, relation):
+        raise LoadError(f"{', '.join(map(str, files))}: no data rows")
     if count_rows(con, f"(select 1 from {relation} where _unparsable)"):
         _raise_unparsable(con, table, present, typed, source)
     con.execute(f"alter table {relation} drop column _unparsable")
     _check_keys(con, table, relation, source)
     return relation, ignored, absent
-
-
-_TEXT_TYPES = ("STRING", "GEOGRAPHY")
 
 
 def _csv_source(files: list[Path], header: list[str]) -> str:
@@ -195,8 +243,8 @@ def _csv_source(files: list[Path], header: list[str]) -> str:
     DuckDB's sniffer must not second-guess the header, so that a ragged row is an error
     rather than a silently different table.
     """
-    file_list = ", ".join(_quote(str(f)) for f in files)
-    columns = "{" + ", ".join(f"{_quote(c)}: 'VARCHAR'" for c in header) + "}"
+    file_list = ", ".join(quote(str(f)) for f in files)
+    columns = "{" + ", ".join(f"{quote(c)}: 'VARCHAR'" for c in header) + "}"
     return (
         f"read_csv([{file_list}], header = true, auto_detect = false, columns = {columns}, "
         f"delim = ',', quote = '\"', escape = '\"', filename = true, strict_mode = true)"
@@ -211,32 +259,6 @@ def _numbered(source: str) -> str:
     )
 
 
-def _unparsable(column: Column, typed: str) -> str:
-    ident = _ident(column.name)
-    return f"({ident} is not null and lower(trim({ident})) not in ('', 'null') and {typed} is null)"
-
-
-def _typed(column: Column, ident: str) -> str:
-    """SQL that parses one raw text field as the column's BigQuery type (NULL if it cannot)."""
-    if column.bq_type in ("STRING", "GEOGRAPHY"):
-        return ident
-    # In a typed column an empty field or the text `null` can only mean NULL.
-    value = f"(case when lower(trim({ident})) in ('', 'null') then null else trim({ident}) end)"
-    if column.bq_type == "INT64":
-        # Exports write some integers as 1.0; only a whole number is accepted
-        # (DuckDB itself would round '1.5' to 2).
-        return (
-            f"(case when regexp_full_match({value}, '[+-]?[0-9]+(\\.0*)?') "
-            f"then try_cast(regexp_replace({value}, '\\.0*$', '') as bigint) end)"
-        )
-    if column.bq_type == "FLOAT64":
-        return f"try_cast({value} as double)"
-    if column.bq_type == "TIMESTAMP":
-        # With a zone or offset the instant is converted to UTC; without, it is taken as UTC.
-        return f"(try_cast({value} as timestamptz) at time zone 'UTC')"
-    raise AssertionError(column.bq_type)
-
-
 def _raise_unparsable(
     con: duckdb.DuckDBPyConnection,
     table: Table,
@@ -245,12 +267,12 @@ def _raise_unparsable(
     source: str,
 ) -> None:
     for column in present:
-        if column.bq_type in _TEXT_TYPES:
+        if column.bq_type in TEXT_TYPES:
             continue
-        cond = _unparsable(column, typed[column.name])
+        cond = unparsable_sql(column, typed[column.name])
         row = first_row(
             con,
-            f"select _file, _row, {_ident(column.name)}, count(*) over () "
+            f"select _file, _row, {ident(column.name)}, count(*) over () "
             f"from {_numbered(source)} where {cond} order by _file, _row limit 1",
         )
         if row:
@@ -267,7 +289,7 @@ def _check_keys(con: duckdb.DuckDBPyConnection, table: Table, relation: str, sou
         row = first_row(
             con,
             f"select _file, _row from {_numbered(source)} "
-            f"where lower(trim(coalesce({_ident(key)}, ''))) in ('', 'null') "
+            f"where lower(trim(coalesce({ident(key)}, ''))) in ('', 'null') "
             f"order by _file, _row limit 1",
         )
         assert row is not None
@@ -277,7 +299,7 @@ def _check_keys(con: duckdb.DuckDBPyConnection, table: Table, relation: str, sou
         f"select {key} from {relation} group by {key} having count(*) > 1 order by {key} limit 1",
     )
     if dupe:
-        typed_key = _typed(table.column(key), _ident(key))
+        typed_key = typed_sql(table.column(key), ident(key))
         rows = con.execute(
             f"select _file, _row from {_numbered(source)} where {typed_key} = ? "
             f"order by _file, _row",
@@ -285,18 +307,6 @@ def _check_keys(con: duckdb.DuckDBPyConnection, table: Table, relation: str, sou
         ).fetchall()
         where = ", ".join(f"{Path(f).name} row {r}" for f, r in rows)
         raise LoadError(f"{table.name}: duplicate primary key {key} = {dupe[0]} ({where})")
-
-
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _quote(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
-def _first_line(error: Exception) -> str:
-    return str(error).strip().splitlines()[0]
 
 
 def export_raw(con: duckdb.DuckDBPyConnection, directory: Path | str) -> dict[str, Path]:
@@ -310,7 +320,7 @@ def export_raw(con: duckdb.DuckDBPyConnection, directory: Path | str) -> dict[st
         path = directory / f"{table.name}.csv.gz"
         con.execute(
             f"copy (select * from {table.qualified_name} order by {table.primary_key}) "
-            f"to {_quote(str(path))} (header, compression gzip)"
+            f"to {quote(str(path))} (header, compression gzip)"
         )
         written[table.name] = path
     return written

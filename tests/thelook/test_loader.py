@@ -207,7 +207,8 @@ def test_reloading_a_partition_replaces_its_rows(
 def test_replace_all_makes_the_export_the_whole_dataset(
     loaded: duckdb.DuckDBPyConnection,
 ) -> None:
-    load_export(loaded, [BIGQUERY], replace_all=True)
+    # BIGQUERY has no orders.csv: emptying raw.orders must be asked for.
+    load_export(loaded, [BIGQUERY], replace_all=True, allow_empty=True)
     assert loaded.execute("select count(*) from raw.orders").fetchone() == (0,)
     assert loaded.execute("select count(*) from raw.users").fetchone() == (60,)
 
@@ -249,7 +250,7 @@ BAD_INPUTS = {
     "ragged row": (
         "distribution_centers.csv",
         "id,name\n1,Memphis TN\n2,Chicago IL,extra\n",
-        r"distribution_centers\.csv.*not readable as CSV.*Line: 3",
+        r"distribution_centers\.csv: line 3: Expected Number of Columns: 2 Found: 3",
     ),
     "empty file": ("users.csv", "", r"users\.csv: empty file"),
     "unknown table": ("customers.csv", "id\n1\n", r"customers\.csv: unknown table 'customers'"),
@@ -293,11 +294,12 @@ def test_export_round_trips(tmp_path: Path, loaded: duckdb.DuckDBPyConnection) -
     assert copied == original
 
 
-def test_header_only_file_is_an_empty_delivery(
+def test_header_only_file_asked_for_is_an_empty_delivery(
     tmp_path: Path, loaded: duckdb.DuckDBPyConnection
 ) -> None:
     before = _snapshot(loaded)
-    (t,) = load_export(loaded, [_write(tmp_path / "x" / "order_items.csv", _items_header())]).tables
+    header_only = _write(tmp_path / "x" / "order_items.csv", _items_header())
+    (t,) = load_export(loaded, [header_only], allow_empty=True).tables
     assert (t.rows, t.partitions) == (0, ())
     after = _snapshot(loaded)
     assert after.pop("partitions") == before.pop("partitions") and after == before
