@@ -43,19 +43,35 @@ def prepare_warehouse(
 
 
 def _load_export(con: duckdb.DuckDBPyConnection, directory: Path) -> dt.date:
-    from thelook import simulator
-    from thelook.loader import LoadError, load_export
-    from thelook.warehouse import first_row
+    """Replace raw with the export; the simulator's truth tables go in the same transaction.
 
-    # A truth table from an earlier simulation would describe other customers.
-    con.execute(f"drop schema if exists {simulator.TRUTH_SCHEMA} cascade")
+    The export is read and checked before anything changes: a truth table from an earlier
+    simulation would describe other customers once the export is in, but must survive an
+    export that does not load, or `simulate --append-days` has nothing to continue. The
+    whole dataset is replaced by design here, so tables the export lacks end up empty.
+    """
+    from thelook import simulator
+    from thelook.loader import LoadError, stage_export
+    from thelook.warehouse import (
+        WarehouseWriteError,
+        apply_raw_writes,
+        clear_raw,
+        first_row,
+        transaction,
+    )
+
     try:
-        load_export(con, [directory], replace_all=True)
-    except LoadError as e:
+        with stage_export(con, [directory]) as staged:
+            items = staged.relations.get("order_items")
+            row = first_row(con, f"select max(created_at) from {items}") if items else None
+            if row is None or row[0] is None:
+                raise DemoError(f"{directory}: the export holds no order items; raw unchanged")
+            last = row[0]
+            with transaction(con):
+                con.execute(f"drop schema if exists {simulator.TRUTH_SCHEMA} cascade")
+                clear_raw(con)
+                apply_raw_writes(con, staged.relations, source=staged.source)
+    except (LoadError, WarehouseWriteError) as e:
         raise DemoError(f"load failed, raw unchanged: {e}") from e
-    row = first_row(con, "select max(created_at) from raw.order_items")
-    if row is None or row[0] is None:
-        raise DemoError(f"{directory}: the export holds no order items")
-    last = row[0]
     assert isinstance(last, dt.datetime)
     return last.date() + dt.timedelta(days=1)
