@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 import yaml
 
+from orchestration.cli_errors import RefusingGroup, settings_refusal
 from orchestration.environment import current_environment, disable_telemetry
 from orchestration.settings import Parameters, ParametersError, load_parameters
 
@@ -39,7 +40,7 @@ warehouse_option = click.option(
 )
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=RefusingGroup, context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """nextbuy: next-order brand propensity, from warehouse features to scores."""
     disable_telemetry()
@@ -48,8 +49,15 @@ def main() -> None:
 @main.command("load-thelook")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--replace", is_flag=True, help="Make this export the whole raw dataset.")
+@click.option(
+    "--allow-empty",
+    is_flag=True,
+    help="Accept header-only files, and a --replace that empties tables holding rows.",
+)
 @warehouse_option
-def load_thelook(paths: tuple[Path, ...], replace: bool, warehouse_path: str | None) -> None:
+def load_thelook(
+    paths: tuple[Path, ...], replace: bool, allow_empty: bool, warehouse_path: str | None
+) -> None:
     """Load a thelook export (directory or files of CSV / CSV.gz) into raw.
 
     Merges by default: day partitions of order_items in the export replace those in the
@@ -61,9 +69,11 @@ def load_thelook(paths: tuple[Path, ...], replace: bool, warehouse_path: str | N
     path = _warehouse(warehouse_path)
     con = connect(path)
     try:
-        result = load_export(con, paths, replace_all=replace)
+        result = load_export(con, paths, replace_all=replace, allow_empty=allow_empty)
     except LoadError as e:
         raise click.ClickException(f"load failed, raw unchanged: {e}") from e
+    finally:
+        con.close()
     for t in result.tables:
         extra = f", {len(t.partitions):,} partitions" if t.partitions else ""
         notes = ""
@@ -72,6 +82,8 @@ def load_thelook(paths: tuple[Path, ...], replace: bool, warehouse_path: str | N
         if t.ignored_columns:
             notes += f"; ignored (not in the schema): {', '.join(t.ignored_columns)}"
         click.echo(f"raw.{t.table}: {t.rows:,} rows{extra}{notes}")
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}", err=True)
     click.echo(f"loaded into {path}")
 
 
@@ -90,8 +102,10 @@ def export_thelook(directory: Path, warehouse_path: str | None) -> None:
 
 @main.command()
 @click.option("--mode", type=click.Choice(["behavioural", "thelook"]), default=None)
-@click.option("--users", type=int, default=None, help="Number of customers.")
-@click.option("--order-items", type=int, default=None, help="Size by order items instead.")
+@click.option("--users", type=click.IntRange(min=1), default=None, help="Number of customers.")
+@click.option(
+    "--order-items", type=click.IntRange(min=1), default=None, help="Size by order items instead."
+)
 @click.option("--seed", type=int, default=None)
 @click.option("--end", type=click.DateTime(["%Y-%m-%d"]), default=None, help="Last simulated day.")
 @click.option(
@@ -148,7 +162,7 @@ def simulate(
         if order_items is not None:
             settings = settings.with_overrides(users=settings.users_for_order_items(order_items))
     except ValidationError as e:
-        raise click.UsageError(str(e)) from e
+        raise settings_refusal(e, {f: f"--{f}" for f in overrides}) from e
     con = connect(_warehouse(warehouse_path))
     try:
         result = simulator.simulate(con, settings, params.campaign.target_brands)

@@ -42,10 +42,14 @@ class Environment:
         return "bigquery" if self.name == "production" else "local"
 
 
+class EnvironmentSettingError(ValueError):
+    """An environment variable holds a value nextbuy cannot run with."""
+
+
 def current_environment(environ: Mapping[str, str] = os.environ) -> Environment:
     name = environ.get("NEXTBUY_ENV", "local")
     if name not in ("local", "production"):
-        raise ValueError(f"NEXTBUY_ENV must be 'local' or 'production', not {name!r}")
+        raise EnvironmentSettingError(f"NEXTBUY_ENV must be 'local' or 'production', not {name!r}")
     home = Path(environ.get("NEXTBUY_HOME", ".nextbuy")).expanduser().resolve()
     return Environment(name=name, home=home)  # type: ignore[arg-type]
 

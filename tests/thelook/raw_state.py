@@ -3,6 +3,8 @@ table's row count and an order-independent checksum of its rows."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import duckdb
 
 from thelook.schema import META_SCHEMA, RAW_SCHEMA
@@ -25,10 +27,25 @@ def raw_state(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[int, int]]:
     return state
 
 
-def raw_state_of(path: object) -> dict[str, tuple[int, int]]:
+def raw_state_of(path: Path) -> dict[str, tuple[int, int]]:
     """`raw_state` of a warehouse file, opened read-only and closed again."""
     con = duckdb.connect(str(path), read_only=True)
     try:
         return raw_state(con)
     finally:
         con.close()
+
+
+def google_warehouse(directory: Path) -> Path:
+    """A warehouse file in `directory` holding the small Google-generator fixture."""
+    from tests.conftest import FIXTURES
+    from thelook.loader import load_export
+    from thelook.warehouse import connect
+
+    path = directory / "google.duckdb"
+    con = connect(path)
+    try:
+        load_export(con, [FIXTURES / "thelook_google"])
+    finally:
+        con.close()
+    return path

@@ -6,16 +6,18 @@ from __future__ import annotations
 
 import gzip
 import re
-from collections.abc import Callable
+import shutil
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import duckdb
 import pytest
 
 from tests.conftest import FIXTURES
-from tests.thelook.raw_state import raw_state
+from tests.thelook.raw_state import google_warehouse, raw_state
 from thelook.loader import LoadError, load_export
 from thelook.schema import TABLES
+from thelook.warehouse import connect
 
 GOOGLE = FIXTURES / "thelook_google"
 BIGQUERY = FIXTURES / "thelook_bigquery_export"
@@ -120,10 +122,17 @@ REFUSED: dict[str, tuple[dict[str, bytes], bool, str]] = {
 }
 
 
+@pytest.fixture(scope="module")
+def google_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return google_warehouse(tmp_path_factory.mktemp("google"))
+
+
 @pytest.fixture
-def loaded(warehouse: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
-    load_export(warehouse, [GOOGLE])
-    return warehouse
+def loaded(google_file: Path, tmp_path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A copy of a warehouse holding the Google-generator fixture, open."""
+    con = connect(shutil.copy(google_file, tmp_path / "loaded.duckdb"))
+    yield con
+    con.close()
 
 
 def _export(directory: Path, files: dict[str, bytes]) -> Path:
