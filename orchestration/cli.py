@@ -543,5 +543,29 @@ def ui(port: int, docs_port: int, mlflow_port: int) -> None:
     serve_uis(current_environment(), UiPorts(port, docs_port, mlflow_port), echo=click.echo)
 
 
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Also print one JSON line per check.")
+def doctor(as_json: bool) -> None:
+    """Check this NEXTBUY_HOME without changing it (warehouse, leftovers, marts against
+    raw and the settings, dangling runs, the champion) and print the command that repairs
+    each problem; exit 1 when there is one."""
+    import json
+
+    from orchestration.doctor import diagnose
+
+    env = current_environment()
+    checks = diagnose(env)
+    click.echo(f"nextbuy doctor: {env.home}")
+    for check in checks:
+        for line in check.lines():
+            click.echo(f"  {line}")
+    problems = sum(not c.ok for c in checks)
+    click.echo(f"{problems} problem(s) found" if problems else f"all {len(checks)} checks ok")
+    if as_json:
+        for check in checks:
+            click.echo(json.dumps(check.as_json()))
+    sys.exit(1 if problems else 0)
+
+
 if __name__ == "__main__":
     sys.exit(main())

@@ -169,7 +169,9 @@ def run_job(
 ) -> tuple[dg.ExecuteInProcessResult, dg.Definitions]:
     """Execute job ``name`` of the Definitions in this process, recorded in the instance.
 
-    `features` runs over raw day partitions (the changed ones: feature_run) and computes customer_features as of ``as_of`` (default: from
+    `features` runs over raw day partitions (the changed ones: feature_run; all of them when
+    the data-defining settings changed: _settings_changed) and computes customer_features
+    as of ``as_of`` (default: from
     the data); `daily` and `retrain` run for one as-of date partition (``as_of``, default
     the date customer_features is computed as of). With ``log_to``, the run's output
     goes to that file rather than the terminal; with ``warehouse``, the run works on that
@@ -186,6 +188,7 @@ def run_job(
         job = defs.resolve_job_def(name)
         with instance(env) as inst:
             if name == "features":
+                full_refresh = full_refresh or _settings_changed(path, progress)
                 plan = feature_run(inst, path, full_refresh=full_refresh)
                 tags = plan.tags()
                 run_config = features_run_config(
@@ -200,6 +203,19 @@ def run_job(
     if not result.success:
         raise PipelineFailed(failure_summary(result, defs, job.asset_layer.executable_asset_keys))
     return result, defs
+
+
+def _settings_changed(warehouse: Path, progress: Callable[[str], Any] | None) -> bool:
+    """Whether the marts were built with other data-defining settings or SQL than now
+    (orchestration/fingerprint.py): then the run is a full refresh over all partitions,
+    and the terminal says what changed."""
+    from orchestration.fingerprint import current_fingerprint, rebuild_notice
+    from orchestration.settings import load_parameters
+
+    notice = rebuild_notice(warehouse, current_fingerprint(load_parameters()))
+    if notice and progress is not None:
+        progress(notice)
+    return notice is not None
 
 
 def run_pipeline(

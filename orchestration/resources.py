@@ -59,7 +59,7 @@ class WarehouseResource(dg.ConfigurableResource):  # type: ignore[type-arg]
         DuckDB scans in parallel, and CatBoost's result depends on row order, so the same
         data must always arrive the same way."""
         with self.connect(read_only=True) as con:
-            if not _exists(con, table):
+            if not table_exists(con, table):
                 raise LookupError(
                     f"warehouse table {table} does not exist in {self.path}: build the dbt "
                     "models first (`nextbuy features`, or materialise the features group)"
@@ -68,7 +68,7 @@ class WarehouseResource(dg.ConfigurableResource):  # type: ignore[type-arg]
 
     def has_table(self, table: str) -> bool:
         with self.connect(read_only=True) as con:
-            return _exists(con, table)
+            return table_exists(con, table)
 
     def stage_scores(self, scores: pd.DataFrame, table: str) -> str:
         """Write new scores beside ``table`` (as ``<table>__staged``), where they can be
@@ -130,7 +130,7 @@ class RegistryResource(dg.ConfigurableResource):  # type: ignore[type-arg]
         return Tracker(self.tracking_uri, experiment=settings.experiment)
 
 
-def _exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
+def table_exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
     schema, name = table.split(".")
     rows = con.execute(
         "select 1 from information_schema.tables where table_schema = ? and table_name = ?",

@@ -133,12 +133,24 @@ def feature_models(
     The days are passed to dbt as ``partitions``, so the incremental models recompute the
     customers with items in those days, whatever dbt's own change log says; with
     ``full_refresh`` every model is rebuilt from all history instead. customer_features is
-    computed as of ``as_of`` (default: the day after the newest complete day)."""
+    computed as of ``as_of`` (default: the day after the newest complete day).
+
+    When the marts were built with other data-defining settings or SQL than now
+    (orchestration/fingerprint.py), the build is a full refresh whatever was asked, and
+    the log says what changed."""
+    from orchestration.fingerprint import current_fingerprint, rebuild_notice, record_fingerprint
     from orchestration.partitions import read_partitions, record_processed
 
     # Read before the build: a partition that changes during it is new for the next run.
     partitions = read_partitions(Path(warehouse.path))
-    whole = config.full_refresh or config.rebuild
+    params = parameters.load()
+    fingerprint = current_fingerprint(params)
+    full_refresh = config.full_refresh
+    notice = None if full_refresh else rebuild_notice(Path(warehouse.path), fingerprint)
+    if notice:
+        context.log.warning(notice)
+        full_refresh = True
+    whole = full_refresh or config.rebuild
     days = None if whole else list(context.partition_keys)
     shown = (
         f"all {len(partitions)} (keyed {context.partition_keys[-1]})"
@@ -147,12 +159,12 @@ def feature_models(
     )
     as_of = config.as_of or _data_as_of(partitions, Path(warehouse.path))
     context.log.info(f"raw.order_items partitions {shown}; customer_features as of {as_of}")
-    args = ["build", *(["--full-refresh"] if config.full_refresh else [])]
+    args = ["build", *(["--full-refresh"] if full_refresh else [])]
     for event in asset_events(
         dbt_invocation(
             dbt,
             args,
-            params=parameters.load(),
+            params=params,
             warehouse=Path(warehouse.path),
             as_of=as_of,
             partitions=days,
@@ -175,8 +187,10 @@ def feature_models(
     record_processed(
         context.instance,
         [p for p in partitions if days is None or p.partition_id in built],
-        merge=not config.full_refresh,
+        merge=not full_refresh,
     )
+    with warehouse.connect() as con:
+        record_fingerprint(con, fingerprint)
 
 
 # Metadata of customer_features' materialisation: the date it is computed as of.
