@@ -98,12 +98,16 @@ def die_with_this_process(module: types.ModuleType) -> None:
 @contextmanager
 def children_end_with_this_process() -> Iterator[None]:
     """While inside, SIGTERM acts as Ctrl-C; on leaving, the children started through
-    die_with_this_process that still run are terminated. Call from the main thread."""
-    previous = signal.signal(signal.SIGTERM, _sigterm_as_sigint)
+    die_with_this_process that still run are terminated."""
+    # Only the main thread may set a handler (a command invoked from another thread, as
+    # some test harnesses do, keeps SIGTERM's).
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _sigterm_as_sigint) if main else None
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        if main:
+            signal.signal(signal.SIGTERM, previous)
         terminate_children()
 
 

@@ -139,9 +139,7 @@ def session(
     lock = HomeLock.take(home)
     try:
         if lock.previous is not None:
-            from orchestration.dangling import close_dangling_runs
-
-            echo(close_dangling_runs(env, lock.previous))
+            echo(_close_what_it_left(env, lock.previous))
         me = Holder.me(command)
         lock.record(me)
         log = new_run_log(home, name, f"{me.command} (pid {me.pid}), started at {me.started}")
@@ -163,6 +161,21 @@ def session(
                 append(log, outcome)
     finally:
         lock.release()
+
+
+def _close_what_it_left(env: Environment, killed: Holder) -> str:
+    """One line on the runs the killed holder left open, now closed. A failure to close
+    them is said, not raised: it must not stop every later command."""
+    from orchestration.dangling import close_dangling_runs
+
+    try:
+        return close_dangling_runs(env, killed)
+    except Exception as e:
+        return (
+            f"the previous nextbuy run ({killed.describe()}) was killed, and closing the "
+            f"Dagster and MLflow runs it left open failed ({type(e).__name__}: {e}); "
+            "they stay open"
+        )
 
 
 def pause_point(name: str) -> None:
