@@ -16,6 +16,8 @@ import yaml
 
 from orchestration.cli_errors import RefusingGroup, settings_refusal
 from orchestration.environment import current_environment, disable_telemetry
+from orchestration.runlock import run_log as _run_log
+from orchestration.runlock import writes_state
 from orchestration.settings import Parameters, ParametersError, load_parameters
 
 
@@ -55,6 +57,7 @@ def main() -> None:
     help="Accept header-only files, and a --replace that empties tables holding rows.",
 )
 @warehouse_option
+@writes_state
 def load_thelook(
     paths: tuple[Path, ...], replace: bool, allow_empty: bool, warehouse_path: str | None
 ) -> None:
@@ -115,6 +118,7 @@ def export_thelook(directory: Path, warehouse_path: str | None) -> None:
     help="Extend the existing simulation by K new daily partitions instead.",
 )
 @warehouse_option
+@writes_state
 def simulate(
     mode: str | None,
     users: int | None,
@@ -230,6 +234,7 @@ def _print_warehouse(path: Path) -> None:
 )
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 @warehouse_option
+@writes_state
 def dbt_command(args: tuple[str, ...], warehouse_path: str | None) -> None:
     """Run any dbt command on the project, with parameters.yaml as vars.
 
@@ -260,14 +265,14 @@ def dbt_command(args: tuple[str, ...], warehouse_path: str | None) -> None:
     "--full-refresh", is_flag=True, help="Rebuild incremental models from all of history."
 )
 @warehouse_option
+@writes_state
 def features(as_of: dt.datetime | None, full_refresh: bool, warehouse_path: str | None) -> None:
     """Materialise the dbt feature models (the `features` job: dbt build, its tests and the
     marts' checks) and show the marts' row counts."""
-    from orchestration.pipeline import PipelineFailed, log_path, run_job
+    from orchestration.pipeline import PipelineFailed, run_job
 
-    env = current_environment()
     path = _require_warehouse(_warehouse(warehouse_path))
-    log = log_path(env)
+    log = _run_log()
     try:
         run_job(
             "features",
@@ -343,11 +348,11 @@ def lint_sql_command() -> None:
 def _pipeline_and_report(
     as_of: dt.date | None, full_refresh: bool, with_features: bool = True
 ) -> None:
-    from orchestration.pipeline import PipelineFailed, log_path, run_pipeline, run_retrain
+    from orchestration.pipeline import PipelineFailed, run_pipeline, run_retrain
     from orchestration.run_report import report_json, report_lines
 
     env = current_environment()
-    log = log_path(env)
+    log = _run_log()
     what = "pipeline" if with_features else "retrain"
     click.echo(f"running the {what} in process (full log: {log}) ...")
     try:
@@ -379,6 +384,7 @@ def _pipeline_and_report(
     ),
 )
 @click.option("--full-refresh", is_flag=True, help="Rebuild incremental models from scratch.")
+@writes_state
 def pipeline(as_of: dt.datetime | None, full_refresh: bool) -> None:
     """Run the whole pipeline on the current warehouse: features, checks, training, gate,
     scores, audience; then print the report."""
@@ -394,6 +400,7 @@ def pipeline(as_of: dt.datetime | None, full_refresh: bool) -> None:
     default=None,
     help="Date to score (default: the date customer_features is computed as of).",
 )
+@writes_state
 def retrain(as_of: dt.datetime | None) -> None:
     """Run the `retrain` job on the features the warehouse holds, without rebuilding them:
     training, gate, scores, audience, monitoring; then print the report. For a change of
@@ -411,6 +418,7 @@ def retrain(as_of: dt.datetime | None) -> None:
     default=None,
     help="Use this thelook export (CSV / CSV.gz) instead of simulated data.",
 )
+@writes_state
 def demo(thelook_dir: Path | None) -> None:
     """The main job on the embedded default: make the warehouse (the default simulated
     shop, or a thelook export), then run the whole pipeline in process and report."""
@@ -428,19 +436,19 @@ def demo(thelook_dir: Path | None) -> None:
 
 
 @main.command()
+@writes_state
 def tick() -> None:
     """Evaluate the sensors and schedules once, as the Dagster daemon would, and run in
     process what they request: new or corrected day partitions, a `features` run; new
     features, a `daily` run (scores, audience, monitoring); an alert or the weekly
     schedule, a `retrain` run."""
-    from orchestration.pipeline import log_path
     from orchestration.tick import TickRun
     from orchestration.tick import tick as run_tick
 
     env = current_environment()
     _require_warehouse(env.warehouse_path)
     _parameters()
-    log = log_path(env)
+    log = _run_log()
     click.echo(f"tick (full log: {log}) ...")
 
     def show(run: TickRun) -> None:
@@ -507,6 +515,7 @@ def audience(as_of: dt.datetime | None, out: Path | None, warehouse_path: str | 
 
 
 @main.command()
+@writes_state
 def rollback() -> None:
     """Move the registry's champion alias back to the previous champion."""
     from orchestration.registry import RegistryError

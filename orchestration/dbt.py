@@ -206,6 +206,12 @@ def dbt_invocation(
 
     ``params=None`` runs without vars (`dbt docs serve`, which renders nothing).
     """
+    import dagster_dbt.core.dbt_cli_invocation
+
+    from orchestration.children import die_with_this_process
+
+    # A killed nextbuy must not leave dbt running alone, holding the warehouse.
+    die_with_this_process(dagster_dbt.core.dbt_cli_invocation)
     env = current_environment()
     process_env = dbt_env(env, warehouse, as_of, partitions, changed_only)
     full_args = list(args)

@@ -8,6 +8,8 @@ location and with the job's own snapshot.
 
 from __future__ import annotations
 
+import os
+import socket
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -56,6 +58,16 @@ def location_tags() -> dict[str, str]:
     return {REPOSITORY_LABEL_TAG: f"{SINGLETON_REPOSITORY_NAME}@{LOCATION_NAME}"}
 
 
+# Which process executed a run in process, and on which machine: a run still in progress
+# whose process is gone was killed (orchestration/dangling.py closes it).
+EXECUTED_BY_PID_TAG = "nextbuy/executed_by_pid"
+EXECUTED_ON_HOST_TAG = "nextbuy/executed_on_host"
+
+
+def process_tags() -> dict[str, str]:
+    return {EXECUTED_BY_PID_TAG: str(os.getpid()), EXECUTED_ON_HOST_TAG: socket.gethostname()}
+
+
 # Run config that makes a job's own executor (Dagster's default, multi_or_in_process)
 # execute every step in this process.
 IN_PROCESS = {"execution": {"config": {"in_process": {}}}}
@@ -78,7 +90,8 @@ def execute_here(
     job's: the UI then says a re-execution "may be a different version". Here the run
     records the job itself, executing on its own executor configured in-process (so a
     re-execution from the UI runs in one process too), its outputs kept by its IO manager
-    as the UI's runs keep them, and filed under the code location (location_tags)."""
+    as the UI's runs keep them, filed under the code location (location_tags) and tagged
+    with this process (process_tags)."""
     from dagster._core.definitions.job_base import InMemoryJob
     from dagster._core.execution.execute_in_process import core_execute_in_process
 
@@ -93,6 +106,6 @@ def execute_here(
             instance=inst,
             output_capturing_enabled=True,
             raise_on_error=False,
-            run_tags={**job.run_tags, **tags, **location_tags()},
+            run_tags={**job.run_tags, **tags, **location_tags(), **process_tags()},
             run_id=run_id,
         )

@@ -40,11 +40,6 @@ class PipelineResult:
     audience: int
 
 
-def log_path(env: Environment) -> Path:
-    """Where the last in-process run's full output (Dagster events, dbt's log) goes."""
-    return env.home / "logs" / "pipeline.log"
-
-
 @contextmanager
 def output_to(path: Path | None, progress: Callable[[str], Any] | None = None) -> Iterator[None]:
     """dagster-dbt writes every dbt line to stdout and Dagster logs each event to stderr:
@@ -54,7 +49,8 @@ def output_to(path: Path | None, progress: Callable[[str], Any] | None = None) -
         yield
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8") as file:
+    # Appended: the run's log (orchestration/run_logs.py) starts with its header line.
+    with open(path, "a", encoding="utf-8") as file:
         log = file if progress is None else DbtProgressLog(file, progress)
         with redirect_stdout(log), redirect_stderr(log):  # type: ignore[type-var]
             yield
