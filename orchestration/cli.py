@@ -248,8 +248,13 @@ def dbt_command(args: tuple[str, ...], warehouse_path: str | None) -> None:
         i = rest.index("--vars")
         extra = yaml.safe_load(rest[i + 1]) or {}
         del rest[i : i + 2]
+    try:
+        # A var that a setting backs is checked as the setting is, before dbt starts.
+        params = _parameters().with_dbt_vars(extra, source="--vars")
+    except ParametersError as e:
+        raise click.ClickException(str(e)) from e
     result = run_dbt(
-        rest, warehouse=_warehouse(warehouse_path), vars=extra, params=_parameters(), check=False
+        rest, warehouse=_warehouse(warehouse_path), vars=extra, params=params, check=False
     )
     sys.exit(result.returncode)
 
@@ -272,6 +277,7 @@ def features(as_of: dt.datetime | None, full_refresh: bool, warehouse_path: str 
     from orchestration.pipeline import PipelineFailed, run_job
 
     path = _require_warehouse(_warehouse(warehouse_path))
+    _parameters()
     log = _run_log()
     try:
         run_job(
@@ -475,7 +481,7 @@ def tick() -> None:
         click.echo("nothing to do")
     if any(not run.success for run in result.runs):
         raise click.ClickException(
-            "a requested run failed; what it did not materialise stays as it was"
+            f"a requested run failed; what it did not materialise stays as it was\nfull log: {log}"
         )
 
 

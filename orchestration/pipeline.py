@@ -23,7 +23,7 @@ import dagster as dg
 from orchestration.environment import Environment, current_environment
 from orchestration.instance import execute_here, instance
 from orchestration.partitions import FeatureRun
-from orchestration.run_report import failure_summary, summary_json
+from orchestration.run_report import failure_summary, summary_json, warning_lines
 
 
 class PipelineFailed(RuntimeError):
@@ -172,7 +172,8 @@ def run_job(
     the date customer_features is computed as of). With ``log_to``, the run's output
     goes to that file rather than the terminal; with ``warehouse``, the run works on that
     DuckDB file instead of the environment's; ``progress`` receives a line as each step
-    starts and ends. PipelineFailed names the failed checks and steps.
+    starts and ends, and the checks that warned. PipelineFailed names the failed checks and
+    steps.
     """
     from orchestration.definitions import build_definitions
     from orchestration.defs.features.sensors import features_run_config
@@ -198,6 +199,10 @@ def run_job(
             result = execute_here(job, inst, run_config=run_config, tags=tags, progress=progress)
     if not result.success:
         raise PipelineFailed(failure_summary(result, defs, job.asset_layer.executable_asset_keys))
+    if progress is not None:
+        # dbt tests of severity warn (NaN prices, orphan items, ...) pass, and say so.
+        for line in warning_lines(result):
+            progress(f"  {line}")
     return result, defs
 
 

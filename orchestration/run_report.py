@@ -1,5 +1,6 @@
 """What a run of nextbuy's jobs says to people and scripts: the failure summary of a
-Dagster run, the pipeline's report (metrics against baselines and the oracle, the gate,
+Dagster run (the failed step's own exception, not Dagster's wrapper; checks that failed or
+warned), the pipeline's report (metrics against baselines and the oracle, the gate,
 the champion, the scores) and its machine-readable line. orchestration/pipeline.py runs
 the jobs and calls this.
 """
@@ -8,11 +9,13 @@ from __future__ import annotations
 
 import json
 import math
+import re
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
-from orchestration.environment import Environment
+from orchestration.environment import PROJECT_ROOT, Environment
 
 if TYPE_CHECKING:
     from orchestration.pipeline import PipelineResult
@@ -21,27 +24,24 @@ if TYPE_CHECKING:
 def failure_summary(
     result: dg.ExecuteInProcessResult, defs: dg.Definitions, planned: Any = None
 ) -> str:
-    """Which checks failed (with the suite's own account), which steps failed, and which
-    assets were therefore not materialised."""
+    """Which checks failed (with the suite's own account) or warned, which steps failed
+    and why (the exception that caused it, not Dagster's wrapper), and which assets were
+    therefore not materialised."""
     lines = []
     for event in result.all_events:
         if event.event_type_value == "ASSET_CHECK_EVALUATION":
-            evaluation = event.event_specific_data
-            if not evaluation.passed:  # type: ignore[union-attr]
-                lines.append(
-                    f"check {evaluation.check_name} on "  # type: ignore[union-attr]
-                    f"{evaluation.asset_key.to_user_string()} failed: "  # type: ignore[union-attr]
-                    f"{evaluation.description}"  # type: ignore[union-attr]
-                )
+            line = check_line(event.event_specific_data)
+            if line:
+                lines.append(line)
         if event.event_type_value == "STEP_FAILURE":
             error = event.step_failure_data.error  # type: ignore[union-attr]
             if error and error.cls_name == "DagsterAssetCheckFailedError":
                 continue  # the check's own line above says more
-            # Dagster wraps the step's own exception; its message is the one that explains.
-            while error and error.cause and error.cls_name == "DagsterExecutionStepExecutionError":
-                error = error.cause
-            message = error.message.strip() if error else "unknown error"
-            lines.append(f"step {event.step_key} failed: {message}")
+            lines += cause_lines(f"step {event.step_key}", error)
+        if event.event_type_value == "RESOURCE_INIT_FAILURE":
+            # A resource that cannot start fails the run before any step does.
+            error = event.event_specific_data.error  # type: ignore[union-attr]
+            lines += cause_lines("starting the run's resources", error)
     if planned is None:
         graph = defs.resolve_asset_graph()
         planned = {k for k in graph.get_all_asset_keys() if graph.get(k).is_materializable}
@@ -54,6 +54,133 @@ def failure_summary(
     if left:
         lines.append(f"not materialised, so left as they were: {', '.join(left)}")
     return "\n".join(lines) or "the run failed"
+
+
+def warning_lines(result: dg.ExecuteInProcessResult) -> list[str]:
+    """One line per check of the run that passed with a warning (a dbt test of severity
+    warn, a drift check at WARN): a successful run says them too."""
+    lines = []
+    for event in result.all_events:
+        if event.event_type_value == "ASSET_CHECK_EVALUATION":
+            evaluation = event.event_specific_data
+            if _is_warning(evaluation):
+                lines.append(check_line(evaluation))  # type: ignore[arg-type]
+    return lines
+
+
+def _is_warning(evaluation: Any) -> bool:
+    return not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.WARN
+
+
+def check_line(evaluation: Any) -> str | None:
+    """The terminal line of a check that did not pass (None when it passed): "warning: …"
+    for WARN severity (the run goes on), "check … failed: …" for ERROR. A dbt test gives
+    no description; its failing row count (dagster-dbt's metadata) says what it found."""
+    if evaluation.passed:
+        return None
+    name = f"{evaluation.check_name} on {evaluation.asset_key.to_user_string()}"
+    account = evaluation.description or _failing_rows(evaluation.metadata) or "did not pass"
+    if _is_warning(evaluation):
+        return f"warning: {name}: {account}"
+    return f"check {name} failed: {account}"
+
+
+def _failing_rows(metadata: Any) -> str | None:
+    count = (metadata or {}).get("dagster_dbt/failed_row_count")
+    if count is None:
+        return None
+    value = getattr(count, "value", count)
+    return f"{value:,} row{'' if value == 1 else 's'} found by the dbt test"
+
+
+def _dagster_wrappers() -> frozenset[str]:
+    """The class names of Dagster's errors that only wrap the exception user code raised
+    (DagsterExecutionStepExecutionError: 'Error occurred while executing op …', the
+    input, output and resource errors): every subclass of DagsterUserCodeExecutionError."""
+    from dagster._core.errors import DagsterUserCodeExecutionError
+
+    names, todo = set(), [DagsterUserCodeExecutionError]
+    while todo:
+        cls = todo.pop()
+        names.add(cls.__name__)
+        todo += cls.__subclasses__()
+    return frozenset(names)
+
+
+# Lines of an exception's message the terminal shows; the log holds the rest.
+MESSAGE_LINES = 8
+
+
+def cause_lines(what: str, error: Any) -> list[str]:
+    """``what`` failed, and why, from the error of its event (a STEP_FAILURE's, a
+    RESOURCE_INIT_FAILURE's: a Dagster SerializableErrorInfo): the innermost exception of the chain (``cause``, then
+    ``context``: what ``raise … from`` and an exception raised while handling another
+    leave) that is not one of Dagster's wrappers, with its type, message and the line of
+    code that raised it; when the step raised another exception around it, that one too."""
+    if error is None:
+        return [f"{what} failed: unknown error"]
+    wrappers = _dagster_wrappers()
+    chain = []
+    while error is not None:
+        chain.append(error)
+        error = error.cause or error.context
+    raised = [e for e in chain if e.cls_name not in wrappers] or chain[-1:]
+    root = raised[-1]
+    lines = [f"{what} failed: {_message(root)}"]
+    where = _raised_at(root)
+    if where:
+        lines.append(f"  raised at {where}")
+    if raised[0] is not root:
+        lines.append(f"  (raised by the step as {_message(raised[0]).splitlines()[0]})")
+    return lines
+
+
+def _message(error: Any) -> str:
+    """``Type: message`` (a SerializableErrorInfo's message starts with its type, at times
+    with its module: ``_catboost.CatBoostError: …``)."""
+    text = (error.message or "").strip()
+    prefix = re.match(rf"^(?:[\w.]+\.)?{re.escape(error.cls_name)}: ?", text)
+    text = f"{error.cls_name}: {text[prefix.end() if prefix else 0 :]}".rstrip(": ")
+    lines = text.splitlines()
+    if len(lines) > MESSAGE_LINES:
+        hidden = len(lines) - MESSAGE_LINES
+        lines = [*lines[:MESSAGE_LINES], f"  … {hidden} more line(s) in the log"]
+    return "\n".join(lines)
+
+
+_FRAME = re.compile(r'File "([^"]+)", line (\d+), in (\S+)')
+
+
+def _raised_at(error: Any) -> str | None:
+    """Where the error was raised: the innermost frame of its stack outside Dagster's own
+    packages and, when that is a library's, the innermost of this project's code that
+    called it (``file:line in function``)."""
+    frames = [m for m in map(_FRAME.search, error.stack or []) if m]
+    outside = [m for m in frames if not re.search(r"/site-packages/dagster[^/]*/", m.group(1))]
+    ours = [m for m in outside if _in_project(m.group(1))]
+    if not outside:
+        return None
+    where = _frame(outside[-1])
+    if ours and ours[-1] is not outside[-1]:
+        where += f", called from {_frame(ours[-1])}"
+    return where
+
+
+def _in_project(path: str) -> bool:
+    # Compiled extensions name a bare file ("_catboost.pyx"): never this project's.
+    file = Path(path)
+    return (
+        file.is_absolute()
+        and "site-packages" not in file.parts
+        and file.resolve().is_relative_to(PROJECT_ROOT)
+    )
+
+
+def _frame(match: re.Match[str]) -> str:
+    path = match.group(1)
+    if _in_project(path):
+        path = str(Path(path).resolve().relative_to(PROJECT_ROOT))
+    return f"{path}:{match.group(2)} in {match.group(3)}"
 
 
 def _finite(value: Any) -> float | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from itertools import pairwise
 from pathlib import Path
 from typing import Any, Literal
 
@@ -31,8 +32,9 @@ DEFAULT_PARAMETERS = PROJECT_ROOT / "parameters.yaml"
 
 
 class _Section(BaseModel):
-    # A misspelt key is an error, not a silently ignored setting.
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # A misspelt key is an error, not a silently ignored setting; .nan and .inf (YAML
+    # floats) pass range checks such as ge=0 unnoticed, so no setting takes them.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class CampaignSettings(_Section):
@@ -117,6 +119,12 @@ class ModelSettings(_Section):
     # Passed to catboost.CatBoostClassifier as they are: CatBoost validates its own names.
     catboost: dict[str, Any]
 
+    @model_validator(mode="after")
+    def _some_feature(self) -> ModelSettings:
+        if not (self.categorical_features or self.numeric_features or self.text_features):
+            raise ValueError("the model needs at least one feature (categorical, numeric or text)")
+        return self
+
     def estimator_params(self) -> dict[str, Any]:
         """Keyword arguments of `ml.PropensityModel`."""
         return {
@@ -133,6 +141,14 @@ class SliceSettings(_Section):
     categorical: tuple[str, ...]
     top_categories: int = Field(ge=1)
     bucketed: dict[str, tuple[int, ...]]
+
+    @field_validator("bucketed")
+    @classmethod
+    def _increasing(cls, bucketed: dict[str, tuple[int, ...]]) -> dict[str, tuple[int, ...]]:
+        for column, edges in bucketed.items():
+            if not edges or any(a >= b for a, b in pairwise(edges)):
+                raise ValueError(f"{column}: bucket edges must be given and increase")
+        return bucketed
 
 
 class EvaluationSettings(_Section):
@@ -230,14 +246,24 @@ class Parameters(_Section):
 
     def dbt_vars(self, **extra: Any) -> dict[str, Any]:
         """The vars of every dbt invocation (``extra`` adds run-specific ones)."""
-        out: dict[str, Any] = {
-            "target_brands": list(self.campaign.target_brands),
-            "sequence_length": self.features.sequence_length,
-            "examples": self.features.examples,
-            "audience_top_percent": self.scoring.audience_top_percent,
-        }
+        out: dict[str, Any] = {}
+        for var, (section, key) in DBT_VAR_SETTINGS.items():
+            value = getattr(getattr(self, section), key)
+            out[var] = list(value) if isinstance(value, tuple) else value
         out.update({k: v for k, v in extra.items() if v is not None})
         return out
+
+    def with_dbt_vars(self, overrides: Mapping[str, Any], *, source: str) -> Parameters:
+        """These parameters with the settings behind dbt vars replaced by ``overrides``
+        (`nextbuy dbt … --vars`), validated as the file is: `--vars '{audience_top_percent:
+        0}'` is refused as `scoring.audience_top_percent: 0` would be. Vars no setting
+        backs (as_of, partitions, …) are dbt's own and pass through dbt_vars' ``extra``."""
+        raw = self.model_dump()
+        for var, value in overrides.items():
+            if var in DBT_VAR_SETTINGS:
+                section, key = DBT_VAR_SETTINGS[var]
+                raw[section][key] = value
+        return parse_parameters(raw, source=source)
 
     def suite_parameters(self) -> dict[str, Any]:
         """The values Great Expectations suites reference as ``{"$PARAMETER": name}``."""
@@ -245,6 +271,15 @@ class Parameters(_Section):
             "sequence_length": self.features.sequence_length,
             "deciles": self.scoring.deciles,
         }
+
+
+# The dbt vars dbt_vars derives from settings: var -> (section, key).
+DBT_VAR_SETTINGS = {
+    "target_brands": ("campaign", "target_brands"),
+    "sequence_length": ("features", "sequence_length"),
+    "examples": ("features", "examples"),
+    "audience_top_percent": ("scoring", "audience_top_percent"),
+}
 
 
 class ParametersError(ValueError):
@@ -282,7 +317,7 @@ def _describe(error: ValidationError) -> str:
     problems = []
     for item in error.errors():
         setting = ".".join(str(part) for part in item["loc"]) or "(top level)"
-        message = item["msg"]
+        message = str(item["msg"]).removeprefix("Value error, ")
         if item["type"] == "missing":
             message = "missing"
         elif item["type"] == "extra_forbidden":

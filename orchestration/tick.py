@@ -195,7 +195,7 @@ def _execute(
     progress: Callable[[str], Any] | None = None,
 ) -> TickRun:
     from orchestration.instance import execute_here
-    from orchestration.run_report import failure_summary
+    from orchestration.run_report import failure_summary, warning_lines
 
     job = defs.resolve_job_def(job_name)
     result = execute_here(
@@ -215,7 +215,8 @@ def _execute(
         error=None
         if result.success
         else failure_summary(result, defs, job.asset_layer.executable_asset_keys),
-        changes=tuple(changes_of(result, defs)),
+        # A failed run's summary already holds its warnings.
+        changes=tuple(changes_of(result, defs) + (warning_lines(result) if result.success else [])),
     )
 
 

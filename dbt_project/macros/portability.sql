@@ -41,6 +41,20 @@
     timestamp_diff({{ end }}, {{ start }}, second) / 86400.0
 {%- endmacro %}
 
+{# The value of a FLOAT64 column, NULL when it is NaN or infinite: such a price would make
+   every sum and average over it NaN or infinite (staging's prices). #}
+{% macro finite_or_null(column) -%}
+    {{ return(adapter.dispatch('finite_or_null', 'nextbuy')(column)) }}
+{%- endmacro %}
+
+{% macro default__finite_or_null(column) -%}
+    case when isfinite({{ column }}) then {{ column }} end
+{%- endmacro %}
+
+{% macro bigquery__finite_or_null(column) -%}
+    case when not is_nan({{ column }}) and not is_inf({{ column }}) then {{ column }} end
+{%- endmacro %}
+
 {# BigQuery's partition_id (YYYYMMDD, or __NULL__) of a day-partitioned timestamp. #}
 {% macro partition_id(column) -%}
     {{ return(adapter.dispatch('partition_id', 'nextbuy')(column)) }}

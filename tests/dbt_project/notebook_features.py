@@ -13,6 +13,7 @@ import datetime as dt
 import html
 
 import duckdb
+import numpy as np
 import pandas as pd
 
 COUNTRY_NAMES = {"España": "Spain", "Deutschland": "Germany"}
@@ -51,6 +52,8 @@ def _purchases(
     products = raw["products"].drop_duplicates("id").set_index("id")
     brand = products["brand"].map(repair_text)
     items = raw["order_items"].copy()
+    # A NaN or infinite price is no price (staging makes it NULL).
+    items["sale_price"] = items["sale_price"].astype(float).replace([np.inf, -np.inf], np.nan)
     items["cancelled"] = items["status"].map(_clean) == "Cancelled"
     items["brand"] = items["product_id"].map(brand).fillna("Unknown")
     for column in ("department", "category"):
@@ -143,7 +146,11 @@ def training_examples(
                 )
             )
             rows.append(row)
-    return _with_users(pd.DataFrame(rows), users)
+    frame = pd.DataFrame(rows)
+    # Scored customers are customers users knows; their orphan purchases still train.
+    if len(frame):
+        frame = frame[frame["customer_id"].isin(users.index)]
+    return _with_users(frame, users)
 
 
 def customer_features(
@@ -161,7 +168,11 @@ def customer_features(
         row: dict[str, object] = {"customer_id": customer_id, "as_of": at}
         row.update(_history_features(history, at, sequence_length, history["is_target"].mean()))
         rows.append(row)
-    return _with_users(pd.DataFrame(rows), users)
+    frame = pd.DataFrame(rows)
+    # Scored customers are customers users knows; their orphan purchases still train.
+    if len(frame):
+        frame = frame[frame["customer_id"].isin(users.index)]
+    return _with_users(frame, users)
 
 
 def _with_users(frame: pd.DataFrame, users: pd.DataFrame) -> pd.DataFrame:

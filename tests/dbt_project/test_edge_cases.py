@@ -34,6 +34,16 @@ def _item(
             "status": status, "created_at": at, "sale_price": float(product * 10)}  # fmt: skip
 
 
+def write_rows(warehouse: Path, **tables: list[dict[str, object]]) -> None:
+    """Write hand-made rows as raw tables, as the loader would."""
+    con = connect(warehouse)
+    for name, rows in tables.items():
+        con.register(f"rows_{name}", _frame(name, rows))
+        con.execute(f"create temp table stage_{name} as select * from rows_{name}")
+    write_raw(con, {name: f"stage_{name}" for name in tables}, source="test")
+    con.close()
+
+
 @pytest.fixture(scope="module")
 def edge_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert TARGET in list(load_parameters().campaign.target_brands)
@@ -71,18 +81,7 @@ def edge_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
         _item(9, 40, 4, 1, T(2024, 1, 3), status="Cancelled"),  # cancelled-only customer
     ]
     warehouse = tmp_path_factory.mktemp("edge") / "warehouse.duckdb"
-    con = connect(warehouse)
-    frames = {
-        "products": _frame("products", products),
-        "users": _frame("users", users),
-        "orders": _frame("orders", orders),
-        "order_items": _frame("order_items", items),
-    }
-    for name, frame in frames.items():
-        con.register(f"edge_{name}", frame)
-        con.execute(f"create temp table stage_{name} as select * from edge_{name}")
-    write_raw(con, {name: f"stage_{name}" for name in frames}, source="test")
-    con.close()
+    write_rows(warehouse, products=products, users=users, orders=orders, order_items=items)
     build(warehouse, as_of="2024-07-01")
     return warehouse
 

@@ -39,6 +39,11 @@ running as (
         sum(sale_price) over (
             {{ customer_items }} rows between unbounded preceding and current row
         ) as price_sum_through,
+        -- Items without a usable price (staging's NULL for NaN or infinite) count as items
+        -- but not in the average price.
+        count(sale_price) over (
+            {{ customer_items }} rows between unbounded preceding and current row
+        ) as priced_items_through,
         sum(case when is_target_brand then 1 else 0 end) over (
             {{ customer_items }} rows between unbounded preceding and current row
         ) as target_items_through,
@@ -67,7 +72,7 @@ final as (
         item_number as items_through,
         target_items_through,
         target_brands_through,
-        price_sum_through / item_number as avg_item_price_through,
+        price_sum_through / nullif(priced_items_through, 0) as avg_item_price_through,
         last_item_price,
         brand_sequence,
         department_sequence,

@@ -16,7 +16,7 @@ final as (
         {{ clean_text('status') }} as item_status,
         coalesce({{ clean_text('status') }}, '') = 'Cancelled' as is_cancelled,
         created_at,
-        sale_price,
+        {{ finite_or_null('sale_price') }} as sale_price,
         -- The raw table's day partition, as BigQuery's INFORMATION_SCHEMA names it.
         {{ partition_id('created_at') }} as partition_id
 

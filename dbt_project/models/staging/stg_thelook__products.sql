@@ -65,8 +65,8 @@ final as (
         {{ clean_catalogue_text('coalesce(category_fix.repaired, source.category)') }} as category,
         {{ clean_catalogue_text('coalesce(department_fix.repaired, source.department)') }} as department,
         {{ clean_catalogue_text('coalesce(name_fix.repaired, source.name)') }} as product_name,
-        source.retail_price,
-        source.cost
+        {{ finite_or_null('source.retail_price') }} as retail_price,
+        {{ finite_or_null('source.cost') }} as cost  -- noqa: RF04
 
     from source
     left join repaired as brand_fix on source.brand = brand_fix.original
