@@ -6,8 +6,9 @@ is (``Emulator.env``). Nothing here reaches Google: the clients are pointed at l
 hold a token that never needs refreshing.
 
 bqemulator runs in an environment of its own, ``.venv-bqemulator/`` in the checkout
-(git-ignored), installed with uv from ``requirements-emulator.lock`` and reused while the
-lock is unchanged: it needs an older DuckDB than the project's.
+(git-ignored), installed with uv from ``requirements-emulator.lock`` (inputs and why:
+``requirements-emulator.in``) and reused while the lock is unchanged: it needs an older
+DuckDB than the project's.
 """
 
 from __future__ import annotations
@@ -86,20 +87,24 @@ def ensure_venv(venv: Path = VENV, lock: Path = LOCK) -> Path:
         [uv, "pip", "sync", "--quiet", "--python", str(python), str(lock)],
         f"installing {lock.name} into {venv}",
     )
-    # Workaround: bqemulator runs `INSTALL spatial` when it starts, which downloads the
-    # extension from DuckDB's servers (and fails offline). The duckdb-extension-spatial
-    # wheel ships the same file; installing it from there into the extension folder of
-    # the emulator's own HOME makes that INSTALL a no-op.
+    # Workaround: bqemulator runs `INSTALL spatial` and `INSTALL avro` when it starts,
+    # which download the extensions from DuckDB's servers (spatial failing offline stops
+    # it). The duckdb-extension-* wheels of the lock ship the same files; installing them
+    # from there into the extension folder of the emulator's own HOME makes those
+    # INSTALLs no-ops.
     home = emulator_home(venv)
     home.mkdir(parents=True, exist_ok=True)
-    install_spatial = (
-        "import duckdb, pathlib, duckdb_extension_spatial as pkg\n"
-        "path = next(pathlib.Path(pkg.__file__).parent.glob('extensions/*/spatial.duckdb_extension'))\n"
-        "duckdb.connect().execute(f\"INSTALL '{path}'\")\n"
+    install_extensions = (
+        "import duckdb, importlib, pathlib\n"
+        "con = duckdb.connect()\n"
+        "for name in ('spatial', 'avro'):\n"
+        "    package = pathlib.Path(importlib.import_module(f'duckdb_extension_{name}').__file__)\n"
+        "    path = next(package.parent.glob(f'extensions/*/{name}.duckdb_extension'))\n"
+        "    con.execute(f\"INSTALL '{path}'\")\n"
     )
     _run_setup_step(
-        [str(python), "-c", install_spatial],
-        "installing DuckDB's spatial extension from its wheel",
+        [str(python), "-c", install_extensions],
+        "installing DuckDB's spatial and avro extensions from their wheels",
         env={**os.environ, "HOME": str(home)},
     )
     stamp.write_text(wanted)
