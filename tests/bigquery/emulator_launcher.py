@@ -33,9 +33,11 @@ import sys
 from collections.abc import Callable
 
 # A quoted string or identifier (kept as it is), or a comment (dropped). BigQuery's
-# strings escape with a backslash; its `#` comments are not used by the project.
+# strings escape with a backslash and may be triple-quoted (dbt's descriptions are); its
+# `#` comments are not used by the project.
 _TOKEN = re.compile(
-    r"""(?P<kept>'(?:\\.|[^'\\])*'|"(?:\\.|[^"\\])*"|`[^`]*`)"""
+    r"(?P<kept>'''.*?'''|" + '""".*?"""|'
+    r"""'(?:\\.|[^'\\])*'|"(?:\\.|[^"\\])*"|`[^`]*`)"""
     r"|(?P<line>--[^\n]*)|(?P<block>/\*.*?\*/)",
     re.DOTALL,
 )
