@@ -1,6 +1,7 @@
 # Two commands do everything on a fresh machine with Python 3.11:
 #   make run    set up .venv and run the main job on the embedded default
 #   make test   set up .venv and run the tests
+#   make test-bigquery  the bigquery target's build on a local BigQuery emulator (tests/bigquery)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -13,7 +14,7 @@ export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := 1
 
-.PHONY: setup run test lint lock clean
+.PHONY: setup run test test-bigquery lint lock lock-bigquery clean
 
 setup: $(STAMP)
 
@@ -34,7 +35,13 @@ test: setup
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/nextbuy lint-sql
-	$(BIN)/python -m pytest -n auto --maxprocesses 4 --dist loadgroup
+	$(BIN)/python -m pytest -n auto --maxprocesses 4 --dist loadgroup --ignore=tests/bigquery
+
+# dbt build --target bigquery of the whole project on a local BigQuery emulator, twice.
+# The emulator gets its own venv, .venv-bqemulator (tests/bigquery/emulator.py), made on
+# first use from tests/bigquery/requirements-emulator.lock.
+test-bigquery: setup
+	$(BIN)/python -m pytest tests/bigquery
 
 lint: setup
 	$(BIN)/ruff check --fix .
@@ -45,5 +52,10 @@ lock:
 	@test -x "$(UV)" || $(MAKE) setup
 	$(UV) pip compile pyproject.toml --extra dev --python-version 3.11 --quiet -o requirements.lock
 
+# Re-pin the emulator's venv after changing tests/bigquery/requirements-emulator.in.
+lock-bigquery:
+	@test -x "$(UV)" || $(MAKE) setup
+	$(UV) pip compile tests/bigquery/requirements-emulator.in --python-version 3.11 --quiet --no-annotate -o tests/bigquery/requirements-emulator.lock
+
 clean:
-	rm -rf $(VENV) .nextbuy
+	rm -rf $(VENV) .venv-bqemulator .nextbuy

@@ -30,10 +30,11 @@ def warehouse(tmp_path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
 
 # Test folders whose files share a session- or package-scoped fixture: the dbt project's
 # simulated shop (tests/dbt_project/conftest.py), the serving package's shop, the model
-# settings of tests/ml. Under
+# settings of tests/ml, the BigQuery emulator of tests/bigquery (run by `make
+# test-bigquery`; `make test` leaves it out). Under
 # pytest-xdist each of these folders runs on one worker, every other test file on one
 # worker of its own, so that every expensive setup is made once.
-SHARED_SETUP_FOLDERS = ("tests/dbt_project", "tests/ml", "tests/serving")
+SHARED_SETUP_FOLDERS = ("tests/dbt_project", "tests/ml", "tests/serving", "tests/bigquery")
 
 
 def _worker_group(nodeid: str) -> str:

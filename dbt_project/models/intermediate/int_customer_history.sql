@@ -44,10 +44,12 @@ running as (
         count(sale_price) over (
             {{ customer_items }} rows between unbounded preceding and current row
         ) as priced_items_through,
-        sum(case when is_target_brand then 1 else 0 end) over (
+        -- Counts rather than sums of 1s: the same numbers, and INT64 everywhere (DuckDB
+        -- sums integers into HUGEINT, which the BigQuery emulator reports as NUMERIC).
+        count(case when is_target_brand then 1 end) over (
             {{ customer_items }} rows between unbounded preceding and current row
         ) as target_items_through,
-        sum(case when is_target_brand and is_first_of_brand then 1 else 0 end) over (
+        count(case when is_target_brand and is_first_of_brand then 1 end) over (
             {{ customer_items }} rows between unbounded preceding and current row
         ) as target_brands_through,
         {{ trailing_sequence('brand', 'customer_id', 'item_number', n) }} as brand_sequence,
