@@ -1,8 +1,13 @@
-"""`nextbuy doctor` on a real home: a small simulated shop, one feature build, a rule
-registered and promoted as the champion (training is not what doctor checks).
+"""`nextbuy doctor` and the settings fingerprint (orchestration/doctor.py,
+orchestration/fingerprint.py) on one real home: a small simulated shop, one feature
+build, a rule registered and promoted as the champion (training is not what doctor
+checks).
 
 Healthy first; then one thing broken at a time, each put right again by its test, except
-the new day partition, which stays (its test comes last).
+the new day partition, which stays (its test comes after doctor's). Last, a second
+`nextbuy features` with other target brands must rebuild every label (an incremental
+build would keep the old ones, since no raw partition changed them) and say which setting
+changed. One home for both saves a simulation and a feature build (about a minute).
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -18,6 +24,7 @@ import yaml
 from click.testing import CliRunner, Result
 
 from orchestration.cli import main
+from orchestration.fingerprint import current_fingerprint, rebuild_notice, stored_fingerprint
 from orchestration.settings import load_parameters
 from thelook.warehouse import connect
 
@@ -49,8 +56,14 @@ def _promote_rule_champion() -> None:
     registry.promote(registry.register(run_id), "test")
 
 
+@dataclass
+class Built:
+    home: Path
+    output: str
+
+
 @pytest.fixture(scope="module")
-def built_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
     home = tmp_path_factory.mktemp("doctor") / "home"
     runner = CliRunner()
     with pytest.MonkeyPatch.context() as mp:
@@ -62,13 +75,13 @@ def built_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
         built = runner.invoke(main, ["features", "--as-of", "2024-04-01"])
         assert built.exit_code == 0, built.output
         _promote_rule_champion()
-    return home
+    return Built(home, built.output)
 
 
 @pytest.fixture
-def home(built_home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("NEXTBUY_HOME", str(built_home))
-    return built_home
+def home(built: Built, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("NEXTBUY_HOME", str(built.home))
+    return built.home
 
 
 def _doctor() -> tuple[Result, dict[str, dict[str, object]]]:
@@ -180,3 +193,96 @@ def test_a_new_day_partition_asks_for_a_feature_build(home: Path) -> None:
     message = str(check["message"])
     assert "of raw.order_items new or changed since the last feature build" in message
     assert check["repair"] == "nextbuy features"
+
+
+# Three of the default brands and one no shop sells: labels change, and the label-rate
+# band of the expectation suites still holds on this small shop.
+NEW_BRANDS = ["NoSuchBrandXYZ", "Allegra K", "Calvin Klein", "Carhartt"]
+
+
+@dataclass
+class Runs:
+    home: Path
+    changed_parameters: Path
+    first: str
+    second: Result
+    labels_before: pd.DataFrame
+    labels_after: pd.DataFrame
+
+
+def _labels(warehouse: Path) -> pd.DataFrame:
+    con = connect(warehouse, read_only=True)
+    try:
+        return con.execute(
+            "select customer_id, order_id, label from marts.training_examples order by all"
+        ).df()
+    finally:
+        con.close()
+
+
+@pytest.fixture(scope="module")
+def runs(built: Built, tmp_path_factory: pytest.TempPathFactory) -> Runs:
+    """After doctor's tests: the same home built again with other target brands."""
+    changed = tmp_path_factory.mktemp("fingerprint") / "changed.yaml"
+    params = load_parameters().model_dump(mode="json")
+    params["campaign"]["target_brands"] = NEW_BRANDS
+    changed.write_text(yaml.safe_dump(params))
+    warehouse = built.home / "warehouse.duckdb"
+    before = _labels(warehouse)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("NEXTBUY_HOME", str(built.home))
+        mp.setenv("NEXTBUY_PARAMETERS", str(changed))
+        second = CliRunner().invoke(main, ["features", "--as-of", "2024-04-01"])
+        assert second.exit_code == 0, second.output
+    return Runs(built.home, changed, built.output, second, before, _labels(warehouse))
+
+
+def test_a_first_build_records_the_fingerprint_without_a_notice(runs: Runs) -> None:
+    assert "full refresh" not in runs.first
+    # The second run recorded its own, with the changed brands.
+    con = connect(runs.home / "warehouse.duckdb", read_only=True)
+    try:
+        stored = stored_fingerprint(con)
+    finally:
+        con.close()
+    assert stored is not None and stored.settings["target_brands"] == NEW_BRANDS
+
+
+def test_changed_target_brands_rebuild_every_label_and_say_so(runs: Runs) -> None:
+    default = ", ".join(load_parameters().campaign.target_brands)
+    notice = (
+        f"target_brands changed ([{default}] → [{', '.join(NEW_BRANDS)}]): "
+        "rebuilding the incremental marts from all partitions (full refresh)"
+    )
+    assert notice in runs.second.output
+    # The labels a full build computes: any non-cancelled item of order k of a new brand
+    # (from the staging views, which read raw as it is now).
+    placeholders = ", ".join("?" for _ in NEW_BRANDS)
+    con = connect(runs.home / "warehouse.duckdb", read_only=True)
+    try:
+        expected = con.execute(
+            f"""select examples.customer_id, examples.order_id,
+                      coalesce(max(not items.is_cancelled and products.brand in ({placeholders})), false)::int
+                          as label
+               from marts.training_examples as examples
+               left join staging.stg_thelook__order_items as items using (order_id)
+               left join staging.stg_thelook__products as products using (product_id)
+               group by all order by all""",
+            NEW_BRANDS,
+        ).df()
+    finally:
+        con.close()
+    after = runs.labels_after.astype({"label": int})
+    pd.testing.assert_frame_equal(after, expected, check_dtype=False)
+    assert not runs.labels_before["label"].astype(int).equals(after["label"])
+    assert "label rate" in runs.second.output
+
+
+def test_unchanged_settings_need_no_rebuild(runs: Runs, monkeypatch: pytest.MonkeyPatch) -> None:
+    warehouse = runs.home / "warehouse.duckdb"
+    monkeypatch.setenv("NEXTBUY_PARAMETERS", str(runs.changed_parameters))
+    assert rebuild_notice(warehouse, current_fingerprint(load_parameters())) is None
+    # Back to parameters.yaml's brands: a change again, named the other way round.
+    monkeypatch.delenv("NEXTBUY_PARAMETERS")
+    notice = rebuild_notice(warehouse, current_fingerprint(load_parameters()))
+    assert notice is not None and f"target_brands changed ([{', '.join(NEW_BRANDS)}] →" in notice
