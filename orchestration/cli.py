@@ -212,7 +212,8 @@ def drop_partition(partition_id: str, table: str, warehouse_path: str | None) ->
     finally:
         con.close()
     click.echo(
-        f"raw.{table}: dropped partition {partition_id} ({rows:,} rows) from {path}; "
+        f"raw.{table}: dropped partition {partition_id} ({rows:,} row{'s' if rows != 1 else ''}) "
+        f"from {path}; "
         "the next `nextbuy features` rebuilds the marts without it"
     )
 
