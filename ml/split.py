@@ -146,9 +146,14 @@ def rolling_origin_splits(
     gap_days: int,
     time_column: str = "as_of",
     label_column: str = "label",
+    end: pd.Timestamp | None = None,
 ) -> list[TimeSplit]:
     """``folds`` time-gapped splits whose test windows tile the last ``folds`` x
     ``test_days`` days, oldest first: a rolling-origin backtest.
+
+    The newest test window ends at midnight after the last ``time_column`` value, or at
+    ``end`` (the run's as-of date) when that is earlier: an example dated after the date
+    a run is for (a future-dated order in raw) is in no window and cannot move them.
 
     Each fold's train and validation windows lie before its own test window (with the
     gaps), so a model fitted on a fold never saw its test days; the newest fold is
@@ -161,6 +166,12 @@ def rolling_origin_splits(
     >>> splits = rolling_origin_splits(examples, folds=3, test_days=2, validation_days=2, gap_days=1)
     >>> [(s.test.index.min(), s.test.index.max(), len(s.train)) for s in splits]
     [(14, 15, 10), (16, 17, 12), (18, 19, 14)]
+    >>> late = pd.concat([examples, pd.DataFrame({"as_of": [pd.Timestamp("2999-01-01")], "label": [1]})])
+    >>> bounded = rolling_origin_splits(
+    ...     late, folds=3, test_days=2, validation_days=2, gap_days=1, end=pd.Timestamp("2026-01-21")
+    ... )
+    >>> [str(s.windows.test_end.date()) for s in bounded]
+    ['2026-01-17', '2026-01-19', '2026-01-21']
     """
     if folds < 1:
         raise ValueError(f"split: folds ({folds}) must be at least 1")
@@ -168,6 +179,8 @@ def rolling_origin_splits(
         raise ValueError("split: there are no training examples to split")
     times = pd.to_datetime(examples[time_column])
     last_end = times.max().floor("D") + _DAY
+    if end is not None:
+        last_end = min(last_end, pd.Timestamp(end).floor("D"))
     splits = []
     for fold in range(folds):
         end = last_end - (folds - 1 - fold) * test_days * _DAY

@@ -184,6 +184,40 @@ def warehouse(warehouse_path: str | None) -> None:
     _print_warehouse(path)
 
 
+@main.group(cls=RefusingGroup)
+def partitions() -> None:
+    """Day partitions of raw tables."""
+
+
+@partitions.command("drop")
+@click.argument("partition_id")
+@click.option("--table", default="order_items", show_default=True, help="The raw table.")
+@warehouse_option
+@writes_state
+def drop_partition(partition_id: str, table: str, warehouse_path: str | None) -> None:
+    """Remove day partition PARTITION_ID (YYYYMMDD) from raw, with its meta.partitions
+    record, in one transaction; the next `features` run rebuilds the marts without it."""
+    from orchestration.cli_errors import Refusal
+    from thelook.warehouse import WarehouseWriteError, connect
+    from thelook.warehouse import drop_partition as drop
+
+    if not (len(partition_id) == 8 and partition_id.isdigit()):
+        raise Refusal(f"{partition_id!r} is not a day partition id (YYYYMMDD)")
+    path = _require_warehouse(_warehouse(warehouse_path))
+    con = connect(path)
+    try:
+        rows = drop(con, table, partition_id, source="nextbuy partitions drop")
+    except WarehouseWriteError as e:
+        raise Refusal(f"nothing dropped from {path}: {e}") from e
+    finally:
+        con.close()
+    click.echo(
+        f"raw.{table}: dropped partition {partition_id} ({rows:,} row{'s' if rows != 1 else ''}) "
+        f"from {path}; "
+        "the next `nextbuy features` rebuilds the marts without it"
+    )
+
+
 def _to_terminal() -> Callable[[str], None]:
     """Progress lines for the terminal the command started on, even while a run's own
     output is redirected to the log."""

@@ -147,8 +147,10 @@ def check_fingerprint(con: duckdb.DuckDBPyConnection) -> Check:
 
 
 def check_partitions(env: Environment) -> Check:
-    """Every raw order_items partition was processed by a successful feature build."""
+    """Every raw order_items partition was processed by a successful feature build, and
+    none it processed was removed from raw since (orchestration/removals.py)."""
     from orchestration.partitions import changed_partitions, processed_state, read_partitions
+    from orchestration.removals import removal_reason
 
     name = "marts vs raw"
     present = read_partitions(env.warehouse_path)
@@ -164,6 +166,15 @@ def check_partitions(env: Environment) -> Check:
     if inst is not None:
         inst.dispose()
     changed = changed_partitions(present, state)
+    lost = removal_reason(env.warehouse_path, state)
+    if lost:
+        return Check(
+            name,
+            False,
+            f"{lost}: the marts may still hold its rows; the next nextbuy features rebuilds "
+            "them from all partitions itself",
+            "nextbuy features",
+        )
     if not changed:
         return Check(name, True, f"all {len(present)} day partitions of raw.order_items processed")
     ids = [p.partition_id for p in changed]

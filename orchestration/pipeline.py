@@ -166,7 +166,7 @@ def run_job(
     """Execute job ``name`` of the Definitions in this process, recorded in the instance.
 
     `features` runs over raw day partitions (the changed ones: feature_run; all of them when
-    the data-defining settings changed: _settings_changed) and computes customer_features
+    the data-defining settings changed or raw lost rows: _must_rebuild) and computes customer_features
     as of ``as_of`` (default: from
     the data); `daily` and `retrain` run for one as-of date partition (``as_of``, default
     the date customer_features is computed as of). With ``log_to``, the run's output
@@ -185,7 +185,7 @@ def run_job(
         job = defs.resolve_job_def(name)
         with instance(env) as inst:
             if name == "features":
-                full_refresh = full_refresh or _settings_changed(path, progress)
+                full_refresh = full_refresh or _must_rebuild(path, inst, progress)
                 plan = feature_run(inst, path, full_refresh=full_refresh)
                 tags = plan.tags()
                 run_config = features_run_config(
@@ -197,6 +197,9 @@ def run_job(
                 tags = as_of_partition(inst, as_of.isoformat() if as_of else features_as_of(path))
                 run_config = {}
             result = execute_here(job, inst, run_config=run_config, tags=tags, progress=progress)
+    if progress is not None:
+        for warning in check_warnings(result):
+            progress(warning)
     if not result.success:
         raise PipelineFailed(failure_summary(result, defs, job.asset_layer.executable_asset_keys))
     if progress is not None:
@@ -206,14 +209,30 @@ def run_job(
     return result, defs
 
 
-def _settings_changed(warehouse: Path, progress: Callable[[str], Any] | None) -> bool:
+def check_warnings(result: dg.ExecuteInProcessResult) -> list[str]:
+    """A line for each WARN-severity check of the run that did not pass (non-blocking:
+    the run goes on, but people should read what it found)."""
+    return [
+        f"  warning: check {e.check_name} on {e.asset_key.to_user_string()}: {e.description}"
+        for e in result.get_asset_check_evaluations()
+        if not e.passed and e.severity == dg.AssetCheckSeverity.WARN
+    ]
+
+
+def _must_rebuild(
+    warehouse: Path, inst: dg.DagsterInstance, progress: Callable[[str], Any] | None
+) -> bool:
     """Whether the marts were built with other data-defining settings or SQL than now
-    (orchestration/fingerprint.py): then the run is a full refresh over all partitions,
-    and the terminal says what changed."""
+    (orchestration/fingerprint.py), or raw lost partitions or was replaced since the last
+    build (orchestration/removals.py): then the run is a full refresh over all
+    partitions, and the terminal says why."""
     from orchestration.fingerprint import current_fingerprint, rebuild_notice
+    from orchestration.partitions import processed_state
+    from orchestration.removals import removal_notice
     from orchestration.settings import load_parameters
 
     notice = rebuild_notice(warehouse, current_fingerprint(load_parameters()))
+    notice = notice or removal_notice(warehouse, processed_state(inst))
     if notice and progress is not None:
         progress(notice)
     return notice is not None

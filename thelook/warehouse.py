@@ -28,6 +28,10 @@ from thelook.schema import (
 )
 
 LOAD_HISTORY_TABLE = f"{META_SCHEMA}.load_history"
+# meta.load_history's actions: rows written, raw emptied by a replacing load, a day
+# partition dropped. The last two remove rows the incremental marts may still hold
+# (orchestration/removals.py).
+WRITTEN, REPLACED_ALL, DROPPED = "write", "replace_all", "drop_partition"
 
 
 class WarehouseWriteError(ValueError):
@@ -79,6 +83,11 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
           partitions_written bigint not null
         )"""
     )
+    # What a row records: a write, a replacement of the whole of raw (REPLACED_ALL) or a
+    # dropped day partition (DROPPED); added to warehouses made before it existed.
+    con.execute(
+        f"alter table {LOAD_HISTORY_TABLE} add column if not exists action varchar default '{WRITTEN}'"
+    )
 
 
 @contextmanager
@@ -107,7 +116,75 @@ def write_raw(
     with transaction(con):
         if replace_all:
             clear_raw(con)
+            _record(
+                con, dt.datetime.now(dt.UTC).replace(tzinfo=None), source, "*", 0, 0, REPLACED_ALL
+            )
         return apply_raw_writes(con, incoming, source=source)
+
+
+def _record(
+    con: duckdb.DuckDBPyConnection,
+    at: dt.datetime,
+    source: str,
+    table: str,
+    rows: int,
+    partitions: int,
+    action: str = WRITTEN,
+) -> None:
+    con.execute(
+        f"""insert into {LOAD_HISTORY_TABLE}
+            (loaded_at, source, table_name, rows_written, partitions_written, action)
+            values (?, ?, ?, ?, ?, ?)""",
+        [at, source, table, rows, partitions, action],
+    )
+
+
+def drop_partition(
+    con: duckdb.DuckDBPyConnection, table: str, partition_id: str, *, source: str
+) -> int:
+    """Remove one day partition of a partitioned raw table and its record in
+    meta.partitions, noting it in meta.load_history, in one transaction; the rows
+    removed. Refuses a table without day partitions and a partition raw does not hold."""
+    if table not in TABLES or not TABLES[table].partition_column:
+        partitioned = ", ".join(n for n, t in TABLES.items() if t.partition_column)
+        raise WarehouseWriteError(
+            f"raw.{table} has no day partitions to drop (partitioned: {partitioned})"
+        )
+    spec = TABLES[table]
+    assert spec.partition_column is not None
+    pid = partition_id_sql(spec.partition_column)
+    with transaction(con):
+        counted = first_row(
+            con, f"select count(*) from {spec.qualified_name} where {pid} = ?", [partition_id]
+        )
+        rows = int(counted[0]) if counted else 0  # type: ignore[call-overload]
+        known = first_row(
+            con,
+            f"select min(partition_id), max(partition_id), count(*), "
+            f"count(*) filter (where partition_id = ?) from {PARTITIONS_TABLE} "
+            "where table_schema = ? and table_name = ?",
+            [partition_id, RAW_SCHEMA, table],
+        )
+        assert known is not None
+        if not rows and not known[3]:
+            held = (
+                f"it holds {known[2]} day partitions, {known[0]} .. {known[1]}"
+                if known[2]
+                else "it has none"
+            )
+            raise WarehouseWriteError(
+                f"raw.{table} has no day partition {partition_id}: {held}; "
+                "`nextbuy warehouse` lists them"
+            )
+        con.execute(f"delete from {spec.qualified_name} where {pid} = ?", [partition_id])
+        con.execute(
+            f"delete from {PARTITIONS_TABLE} where table_schema = ? and table_name = ? "
+            "and partition_id = ?",
+            [RAW_SCHEMA, table, partition_id],
+        )
+        now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+        _record(con, now, source, table, -rows, 1, DROPPED)
+    return rows
 
 
 def clear_raw(con: duckdb.DuckDBPyConnection) -> None:
@@ -139,10 +216,7 @@ def apply_raw_writes(
             partitions = []
         _refresh_partition_records(con, table, partitions, now)
         rows = count_rows(con, relation)
-        con.execute(
-            f"insert into {LOAD_HISTORY_TABLE} values (?, ?, ?, ?, ?)",
-            [now, source, name, rows, len(partitions)],
-        )
+        _record(con, now, source, name, rows, len(partitions))
         writes.append(TableWrite(name, rows, tuple(partitions)))
     return writes
 

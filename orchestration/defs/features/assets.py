@@ -136,17 +136,23 @@ def feature_models(
     computed as of ``as_of`` (default: the day after the newest complete day).
 
     When the marts were built with other data-defining settings or SQL than now
-    (orchestration/fingerprint.py), the build is a full refresh whatever was asked, and
-    the log says what changed."""
+    (orchestration/fingerprint.py), or raw lost partitions or was replaced whole since the
+    last build (orchestration/removals.py), the build is a full refresh whatever was
+    asked, and the log says why."""
     from orchestration.fingerprint import current_fingerprint, rebuild_notice, record_fingerprint
-    from orchestration.partitions import read_partitions, record_processed
+    from orchestration.partitions import processed_state, read_partitions, record_processed
+    from orchestration.removals import removal_notice
 
     # Read before the build: a partition that changes during it is new for the next run.
     partitions = read_partitions(Path(warehouse.path))
     params = parameters.load()
     fingerprint = current_fingerprint(params)
     full_refresh = config.full_refresh
-    notice = None if full_refresh else rebuild_notice(Path(warehouse.path), fingerprint)
+    notice = None
+    if not full_refresh:
+        notice = rebuild_notice(Path(warehouse.path), fingerprint) or removal_notice(
+            Path(warehouse.path), processed_state(context.instance)
+        )
     if notice:
         context.log.warning(notice)
         full_refresh = True

@@ -9,6 +9,7 @@ Two runs, because a run has one partitions definition: the feature build is keye
 raw days it processed, the scores by the date they are as of (jobs.py).
 """
 
+import hashlib
 from pathlib import Path
 
 import dagster as dg
@@ -16,6 +17,7 @@ import dagster as dg
 from orchestration.partitions import (
     AS_OF_DATES,
     ORDER_ITEMS_DAYS,
+    PartitionState,
     changed_partitions,
     cursor_of,
     data_as_of,
@@ -24,6 +26,7 @@ from orchestration.partitions import (
     read_partitions,
     run_key,
 )
+from orchestration.removals import removed_partitions
 from orchestration.resources import WarehouseResource
 
 # Run tags: which partitions a run processed, and the date it scored as of.
@@ -56,7 +59,12 @@ def order_items_partitions(
     context: dg.SensorEvaluationContext, warehouse: WarehouseResource
 ) -> dg.SensorResult | dg.SkipReason:
     partitions = read_partitions(Path(warehouse.path))
-    changed = changed_partitions(partitions, processed_state(context.instance))
+    processed = processed_state(context.instance)
+    changed = changed_partitions(partitions, processed)
+    if not changed and partitions and removed_partitions(Path(warehouse.path), processed):
+        # Only removed days: a run keyed by the newest day, which the build itself turns
+        # into a full refresh (orchestration/removals.py).
+        changed = partitions[-1:]
     if not changed:
         return dg.SkipReason("no new or changed day partition of raw.order_items")
     as_of = data_as_of(partitions)
@@ -71,7 +79,7 @@ def order_items_partitions(
     return dg.SensorResult(
         run_requests=[
             dg.RunRequest(
-                run_key=run_key(changed),
+                run_key=run_key(changed) + _removed_suffix(processed, partitions),
                 run_config=features_run_config(as_of.isoformat(), rebuild=plan.rebuild),
                 tags={
                     **plan.tags(),
@@ -85,6 +93,15 @@ def order_items_partitions(
         ),
         cursor=cursor_of(partitions),
     )
+
+
+def _removed_suffix(processed: dict[str, str], partitions: list[PartitionState]) -> str:
+    """Part of the run key: which processed days raw has lost, so that a drop after a run
+    of the same partition state still makes a run."""
+    present = {p.partition_id for p in partitions}
+    removed = sorted(set(processed) - present)
+    digest = hashlib.sha256(",".join(removed).encode()).hexdigest()[:12]
+    return f":removed:{len(removed)}:{digest}" if removed else ""
 
 
 @dg.sensor(

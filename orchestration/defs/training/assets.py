@@ -141,6 +141,18 @@ def _truth_scores(warehouse: WarehouseResource, test: pd.DataFrame) -> np.ndarra
     return joined["p_target"].to_numpy(dtype=np.float64)
 
 
+def _run_as_of(context: dg.AssetExecutionContext) -> dt.date | None:
+    """The as-of date the run is for (its partition key: a `retrain` run is one as-of
+    date), so that examples dated after it cannot move the windows; None outside one."""
+    from dagster._core.storage.tags import PARTITION_NAME_TAG
+
+    key = context.run.tags.get(PARTITION_NAME_TAG)
+    try:
+        return dt.date.fromisoformat(key) if key else None
+    except ValueError:
+        return None
+
+
 @dg.asset(
     group_name="training",
     deps=[TRAINING_EXAMPLES_KEY, TRUTH_ORDERS_KEY],
@@ -165,7 +177,9 @@ def candidate_model(
     params = parameters.load()
     evaluation = params.evaluation
     examples = warehouse.read_table(TRAINING_EXAMPLES, order_by="as_of, customer_id, order_id")
-    backtest, tuning = backtest_all(examples, params, fit_progress(context.log))
+    backtest, tuning = backtest_all(
+        examples, params, fit_progress(context.log), as_of=_run_as_of(context)
+    )
     oracle = _truth_scores(warehouse, backtest.test)
     measured = measure(backtest, params, oracle, _ceiling_scores(warehouse, backtest.test))
     name = measured.candidate

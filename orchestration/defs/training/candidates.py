@@ -11,6 +11,7 @@ says which scorers there are, how each is fitted, and what is measured.
 from __future__ import annotations
 
 import copy
+import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -85,11 +86,19 @@ def backtest_all(
     examples: pd.DataFrame,
     params: Parameters,
     progress: Callable[[str, int], Progress],
+    as_of: dt.date | None = None,
 ) -> tuple[Backtest, Tuning | None]:
     """Every scorer fitted on every fold, CatBoost's settings searched first when
     ``tuning.trials`` > 1 (the best trial's fold models are the backtest's);
-    ``progress(label, rows)`` gives CatBoost's iteration callback for one fit."""
-    splits = rolling_origin_splits(examples, folds=params.split.folds, **params.split.windows())
+    ``progress(label, rows)`` gives CatBoost's iteration callback for one fit. The
+    windows end no later than ``as_of``, the date the run is for: examples dated after it
+    (a future-dated order in raw) are in none."""
+    splits = rolling_origin_splits(
+        examples,
+        folds=params.split.folds,
+        end=pd.Timestamp(as_of) if as_of is not None else None,
+        **params.split.windows(),
+    )
     folds = len(splits)
 
     def fit_catboost(split: TimeSplit, fold: int, settings: dict[str, Any], label: str) -> Any:
