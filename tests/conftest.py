@@ -28,17 +28,44 @@ def warehouse(tmp_path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
     con.close()
 
 
-# Test folders whose files share a session- or package-scoped fixture: the dbt project's
-# simulated shop (tests/dbt_project/conftest.py), the serving package's shop, the model
+# Test folders whose files share a session- or package-scoped fixture: the
+# serving package's shop, the model
 # settings of tests/ml, the BigQuery emulator of tests/bigquery (run by `make
 # test-bigquery`; `make test` leaves it out). Under
 # pytest-xdist each of these folders runs on one worker, every other test file on one
 # worker of its own, so that every expensive setup is made once.
-SHARED_SETUP_FOLDERS = ("tests/dbt_project", "tests/ml", "tests/serving", "tests/bigquery")
+SHARED_SETUP_FOLDERS = ("tests/ml", "tests/serving", "tests/bigquery")
+# Files of a folder that share one of its session fixtures while the folder's other files
+# need none: only these run together (tests/dbt_project's `simulated` shop).
+SHARED_SETUP_FILES = {
+    "tests/dbt_project: simulated": (
+        "tests/dbt_project/test_contracts.py",
+        "tests/dbt_project/test_features.py",
+        "tests/dbt_project/test_scoped_tests.py",
+    ),
+}
+# The groups that take longest (minutes each, measured with `--durations`), started
+# first so that no long group is left alone at the end while the other worker idles;
+# every other group follows in collection order.
+SLOWEST_FIRST = (
+    "tests/orchestration/test_pipeline.py",
+    "tests/dbt_project/test_incremental.py",
+    "tests/ui/test_browser.py",
+    "tests/dbt_project: simulated",
+    "tests/serving",
+    "tests/orchestration/test_doctor.py",
+    "tests/orchestration/test_future_and_deletions.py",
+    "tests/orchestration/test_cli.py",
+    "tests/orchestration/test_demo_thelook.py",
+    "tests/orchestration/test_monitoring.py",
+)
 
 
 def _worker_group(nodeid: str) -> str:
     path = nodeid.split("::", 1)[0]
+    for group, files in SHARED_SETUP_FILES.items():
+        if path in files:
+            return group
     for folder in SHARED_SETUP_FOLDERS:
         if path.startswith(folder + "/"):
             return folder
@@ -55,6 +82,10 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
         return None
     from xdist.scheduler import LoadScopeScheduling
 
+    # Groups in collection order, which pytest_collection_modifyitems made slowest first
+    # (xdist would otherwise start the groups with the most tests first).
+    config.option.loadscopereorder = False
+
     class ByWorkerGroup(LoadScopeScheduling):  # type: ignore[misc]
         def _split_scope(self, nodeid: str) -> str:
             return _worker_group(nodeid)
@@ -63,9 +94,13 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Fail collection when two test files share a session- or package-scoped fixture of
-    the project but would run on different workers (SHARED_SETUP_FOLDERS is then
-    missing their folder): the setup would be made twice."""
+    """Put the slowest groups first (SLOWEST_FIRST; a stable sort, so every file keeps its
+    own order), and fail collection when two test files share a session- or
+    package-scoped fixture of the project but would run on different workers
+    (SHARED_SETUP_FOLDERS or SHARED_SETUP_FILES is then missing them): the setup would
+    be made twice."""
+    rank = {group: i for i, group in enumerate(SLOWEST_FIRST)}
+    items.sort(key=lambda item: rank.get(_worker_group(item.nodeid), len(rank)))
     users: dict[str, set[str]] = {}
     for item in items:
         fixtures = getattr(item, "_fixtureinfo", None)
@@ -80,6 +115,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     split = {key: sorted(groups) for key, groups in users.items() if len(groups) > 1}
     if split:
         raise pytest.UsageError(
-            "fixtures shared across worker groups (add their folder to "
-            f"SHARED_SETUP_FOLDERS in tests/conftest.py): {split}"
+            "fixtures shared across worker groups (add their folder to SHARED_SETUP_FOLDERS "
+            f"or their files to SHARED_SETUP_FILES in tests/conftest.py): {split}"
         )
