@@ -109,10 +109,7 @@ def paired_bootstrap_difference(
     """
     y, a = _labels_and_scores(y_true, score_a)
     _, b = _labels_and_scores(y_true, score_b)
-    if n_boot < 1:
-        raise ValueError("n_boot must be at least 1")
-    if not 0 < confidence_level < 1:
-        raise ValueError("confidence_level must be between 0 and 1")
+    _check_settings(n_boot, confidence_level)
     observed = metric_value(metric, y, a, strata) - metric_value(metric, y, b, strata)
     groups_a, groups_b = TieGroups.of(y, a, strata), TieGroups.of(y, b, strata)
     units, resamples = _resamples(y.size, groups, n_boot, seed)
@@ -122,17 +119,13 @@ def paired_bootstrap_difference(
         for weights in resamples
     ]
     all_differences = np.concatenate(differences)
-    defined = all_differences[np.isfinite(all_differences)]
-    if defined.size == 0:
-        raise ValueError(f"{metric} is undefined on every bootstrap resample")
-    tail = (1.0 - confidence_level) / 2.0
-    lower, upper = np.quantile(defined, [tail, 1.0 - tail])
+    defined, lower, upper = _percentile_interval(all_differences, metric, confidence_level)
     return BootstrapDifference(
         metric=metric,
         difference=observed,
         bootstrap_mean=float(defined.mean()),
-        lower=float(lower),
-        upper=float(upper),
+        lower=lower,
+        upper=upper,
         confidence_level=confidence_level,
         n_boot=n_boot,
         undefined_resamples=int(all_differences.size - defined.size),
@@ -186,14 +179,28 @@ def metric_interval(
     (1.0, 1.0, 1.0)
     """
     y, s = _labels_and_scores(y_true, score)
-    if not 0 < confidence_level < 1:
-        raise ValueError("confidence_level must be between 0 and 1")
+    _check_settings(n_boot, confidence_level)
     ties = TieGroups.of(y, s, strata)
     _, resamples = _resamples(y.size, groups, n_boot, seed)
     values = np.concatenate([weighted_metric(metric, y, s, ties, w) for w in resamples])
+    _, lower, upper = _percentile_interval(values, metric, confidence_level)
+    return metric_value(metric, y, s, strata), lower, upper
+
+
+def _check_settings(n_boot: int, confidence_level: float) -> None:
+    if n_boot < 1:
+        raise ValueError("n_boot must be at least 1")
+    if not 0 < confidence_level < 1:
+        raise ValueError("confidence_level must be between 0 and 1")
+
+
+def _percentile_interval(
+    values: FloatArray, metric: str, confidence_level: float
+) -> tuple[FloatArray, float, float]:
+    """The resamples where ``metric`` is defined, and their central percentile interval."""
     defined = values[np.isfinite(values)]
     if defined.size == 0:
         raise ValueError(f"{metric} is undefined on every bootstrap resample")
     tail = (1.0 - confidence_level) / 2.0
     lower, upper = np.quantile(defined, [tail, 1.0 - tail])
-    return metric_value(metric, y, s, strata), float(lower), float(upper)
+    return defined, float(lower), float(upper)

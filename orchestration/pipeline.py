@@ -226,13 +226,13 @@ def _must_rebuild(
     (orchestration/fingerprint.py), or raw lost partitions or was replaced since the last
     build (orchestration/removals.py): then the run is a full refresh over all
     partitions, and the terminal says why."""
-    from orchestration.fingerprint import current_fingerprint, rebuild_notice
+    from orchestration.fingerprint import current_fingerprint
     from orchestration.partitions import processed_state
-    from orchestration.removals import removal_notice
+    from orchestration.removals import full_rebuild_notice
     from orchestration.settings import load_parameters
 
-    notice = rebuild_notice(warehouse, current_fingerprint(load_parameters()))
-    notice = notice or removal_notice(warehouse, processed_state(inst))
+    fingerprint = current_fingerprint(load_parameters())
+    notice = full_rebuild_notice(warehouse, fingerprint, processed_state(inst))
     if notice and progress is not None:
         progress(notice)
     return notice is not None

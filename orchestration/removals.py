@@ -16,7 +16,7 @@ import datetime as dt
 from collections.abc import Mapping
 from pathlib import Path
 
-from orchestration.fingerprint import REBUILD
+from orchestration.fingerprint import REBUILD, Fingerprint, rebuild_notice
 from orchestration.partitions import read_partitions
 
 
@@ -85,3 +85,13 @@ def removal_notice(warehouse: Path, processed: Mapping[str, str]) -> str | None:
     rebuilds from all partitions; None when an incremental build is right."""
     reason = removal_reason(warehouse, processed)
     return f"{reason}: {REBUILD}" if reason else None
+
+
+def full_rebuild_notice(
+    warehouse: Path, current: Fingerprint, processed: Mapping[str, str]
+) -> str | None:
+    """Why a feature build must be a full refresh over all partitions: the marts were
+    built with other data-defining settings or SQL (``current`` is now's fingerprint), or
+    raw lost rows since the last build; None when an incremental build is right. The one
+    decision both the CLI's runs and the `feature_models` asset make."""
+    return rebuild_notice(warehouse, current) or removal_notice(warehouse, processed)

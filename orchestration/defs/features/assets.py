@@ -139,9 +139,9 @@ def feature_models(
     (orchestration/fingerprint.py), or raw lost partitions or was replaced whole since the
     last build (orchestration/removals.py), the build is a full refresh whatever was
     asked, and the log says why."""
-    from orchestration.fingerprint import current_fingerprint, rebuild_notice, record_fingerprint
+    from orchestration.fingerprint import current_fingerprint, record_fingerprint
     from orchestration.partitions import processed_state, read_partitions, record_processed
-    from orchestration.removals import removal_notice
+    from orchestration.removals import full_rebuild_notice
 
     # Read before the build: a partition that changes during it is new for the next run.
     partitions = read_partitions(Path(warehouse.path))
@@ -150,8 +150,8 @@ def feature_models(
     full_refresh = config.full_refresh
     notice = None
     if not full_refresh:
-        notice = rebuild_notice(Path(warehouse.path), fingerprint) or removal_notice(
-            Path(warehouse.path), processed_state(context.instance)
+        notice = full_rebuild_notice(
+            Path(warehouse.path), fingerprint, processed_state(context.instance)
         )
     if notice:
         context.log.warning(notice)
