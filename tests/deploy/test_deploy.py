@@ -26,11 +26,6 @@ DOCKERFILE = DEPLOY / "Dockerfile"
 VALUES = DEPLOY / "helm" / "values.yaml"
 K8S = DEPLOY / "k8s"
 CHART_FIXTURES = ROOT / "tests" / "fixtures" / "dagster_helm"
-# Where the chart's full schema may be put (it is not committed: tests/fixtures/dagster_helm).
-CHART_SCHEMA_PLACES = (
-    CHART_FIXTURES / "values.schema.json",
-    ROOT.parent / "shared" / "dagster_helm" / "values.schema.json",
-)
 # The code nextbuy runs: where a setting it reads is read.
 CODE_FOLDERS = ("orchestration", "ml", "thelook", "serving", "dbt_project")
 # Set for the container, read by the shell and Python themselves.
@@ -206,24 +201,6 @@ def test_the_helm_values_fit_the_chart() -> None:
     broken["dagsterDaemon"]["runMonitoring"]["startTimeout"] = 300
     broken["runLauncher"]["type"] = "K8sLauncher"
     assert len(problems(broken, schema)) == 2
-
-
-def without_required(schema: Any) -> Any:
-    if isinstance(schema, dict):
-        return {k: without_required(v) for k, v in schema.items() if k != "required"}
-    if isinstance(schema, list):
-        return [without_required(v) for v in schema]
-    return schema
-
-
-def test_the_helm_values_validate_against_the_chart_schema() -> None:
-    """The chart's own values.schema.json, where a copy is at hand (it is not committed).
-    `required` is left out: the file holds only what differs from the chart's defaults."""
-    schema_file = next((p for p in CHART_SCHEMA_PLACES if p.exists()), None)
-    if schema_file is None:
-        pytest.skip("no copy of the chart's values.schema.json (tests/fixtures/dagster_helm)")
-    schema = without_required(json.loads(schema_file.read_text(encoding="utf-8")))
-    assert problems(values(), schema) == []
 
 
 def deploy_files() -> Iterator[Path]:
