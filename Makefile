@@ -14,7 +14,7 @@ export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := 1
 
-.PHONY: setup run test test-bigquery lint lock lock-bigquery clean
+.PHONY: setup run test test-bigquery lint lock lock-bigquery lock-deploy clean
 
 setup: $(STAMP)
 
@@ -56,6 +56,12 @@ lock:
 lock-bigquery:
 	@test -x "$(UV)" || $(MAKE) setup
 	$(UV) pip compile tests/bigquery/requirements-emulator.in --python-version 3.11 --quiet --no-annotate -o tests/bigquery/requirements-emulator.lock
+
+# Re-pin what the Kubernetes image adds (deploy/requirements.in), within requirements.lock's
+# pins; after `make lock` too (tests/deploy checks the two agree).
+lock-deploy:
+	@test -x "$(UV)" || $(MAKE) setup
+	$(UV) pip compile deploy/requirements.in -c requirements.lock --python-version 3.11 --quiet --no-annotate -o deploy/requirements.lock
 
 clean:
 	rm -rf $(VENV) .venv-bqemulator .nextbuy
