@@ -88,6 +88,7 @@ class WarehouseResource(dg.ConfigurableResource):  # type: ignore[type-arg]
         Delete and insert commit together, so a reader sees the old scores or the new,
         never half of each, and a re-run replaces rather than duplicates.
         """
+        from thelook.pause_points import pause_point
         from thelook.warehouse import transaction
 
         with self.connect() as con, transaction(con):
@@ -96,6 +97,7 @@ class WarehouseResource(dg.ConfigurableResource):  # type: ignore[type-arg]
             con.execute(f"insert into {table} by name select * from {staged}")
             row = con.execute(f"select count(*) from {staged}").fetchone()
             con.execute(f"drop table {staged}")
+            pause_point("scores-publishing")
         return int(row[0]) if row else 0
 
 

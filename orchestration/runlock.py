@@ -25,7 +25,6 @@ import os
 import shlex
 import socket
 import sys
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -35,12 +34,9 @@ from typing import Any, TypeVar
 import click
 
 from orchestration.environment import Environment, current_environment
+from thelook.pause_points import pause_point
 
 LOCK_FILE = "nextbuy.lock"
-# Test hook: the name of a pause_point at which the process stops (see pause_point).
-PAUSE_AT_ENV = "NEXTBUY_TEST_PAUSE_AT"
-# Test hook: a file whose appearance lets a paused process go on.
-RESUME_WHEN_ENV = "NEXTBUY_TEST_RESUME_WHEN"
 
 
 @dataclass(frozen=True)
@@ -176,19 +172,6 @@ def _close_what_it_left(env: Environment, killed: Holder) -> str:
             f"Dagster and MLflow runs it left open failed ({type(e).__name__}: {e}); "
             "they stay open"
         )
-
-
-def pause_point(name: str) -> None:
-    """Test hook, inert unless ``NEXTBUY_TEST_PAUSE_AT`` is ``name``: write the line
-    ``nextbuy test hook: paused at <name> (pid <pid>)`` to stderr, then wait until the file
-    ``NEXTBUY_TEST_RESUME_WHEN`` names exists (forever when unset). Tests use it to hold
-    the lock, or to kill a run, at a known point instead of after a guessed delay."""
-    if os.environ.get(PAUSE_AT_ENV) != name:
-        return
-    os.write(2, f"nextbuy test hook: paused at {name} (pid {os.getpid()})\n".encode())
-    resume = os.environ.get(RESUME_WHEN_ENV)
-    while resume is None or not Path(resume).exists():
-        time.sleep(0.05)
 
 
 # The command line's side: a decorator per state-writing command, and its run's log.

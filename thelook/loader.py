@@ -33,6 +33,7 @@ import duckdb
 from thelook.field_types import TEXT_TYPES, ident, quote, typed_sql, unparsable_sql
 from thelook.load_errors import LoadError, csv_error, read_header
 from thelook.load_warnings import unjoined_warnings
+from thelook.pause_points import pause_point
 from thelook.schema import TABLES, Column, Table
 from thelook.warehouse import (
     TableWrite,
@@ -155,6 +156,7 @@ def load_export(
                 if replace_all:
                     clear_raw(con)
                 writes = apply_raw_writes(con, staged.relations, source=source or staged.source)
+                pause_point("load-writing")
         except WarehouseWriteError as e:
             raise LoadError(str(e)) from e
         warnings = unjoined_warnings(con, staged.relations)

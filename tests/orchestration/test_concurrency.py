@@ -1,5 +1,5 @@
 """Two `nextbuy` commands on one NEXTBUY_HOME, and commands killed mid-run: real
-processes, held or killed at named points (runlock.pause_point), never after a guessed
+processes, held or killed at named points (thelook.pause_points), never after a guessed
 delay."""
 
 from __future__ import annotations
@@ -123,7 +123,8 @@ KILLED_RUN = textwrap.dedent(
     from orchestration.environment import current_environment
     from orchestration.instance import execute_here, instance
     from orchestration.mlflow_store import tracking_uri
-    from orchestration.runlock import pause_point, session
+    from orchestration.runlock import session
+    from thelook.pause_points import pause_point
 
     @dg.op
     def train(context: dg.OpExecutionContext) -> None:

@@ -61,6 +61,7 @@ from orchestration.registry import ModelRef, Registry
 from orchestration.resources import ParametersResource, RegistryResource, WarehouseResource
 from orchestration.settings import Parameters
 from orchestration.tracking import Tracker, experiment_url, model_version_url, run_url
+from thelook.pause_points import pause_point
 
 TRAINING_EXAMPLES = "marts.training_examples"
 TRUTH_ORDERS = TRUTH_ORDERS_KEY.to_user_string().replace("/", ".")
@@ -290,6 +291,7 @@ def candidate_model(
         rows = tuning.table().to_dict("records")
         tracker.log_child_runs(run_id, "tuning-trial", rows, ("value", "trees", "seconds"))
     ref = registry.open(params.registry).register(run_id)
+    pause_point("registered")
     tracker.end_now(run_id)
     experiment_id = tracker.experiment_id()
     view = tracker.save_runs_view(
