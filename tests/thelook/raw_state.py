@@ -11,12 +11,15 @@ from thelook.schema import META_SCHEMA, RAW_SCHEMA
 from thelook.simulator import TRUTH_SCHEMA
 
 
-def raw_state(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[int, int]]:
-    """(rows, checksum) per table of the raw, meta and truth schemas."""
+def raw_state(
+    con: duckdb.DuckDBPyConnection,
+    schemas: tuple[str, ...] = (RAW_SCHEMA, META_SCHEMA, TRUTH_SCHEMA),
+) -> dict[str, tuple[int, int]]:
+    """(rows, checksum) per table of ``schemas`` (the raw, meta and truth schemas)."""
     tables = con.execute(
         "select table_schema || '.' || table_name from information_schema.tables "
-        "where table_schema in (?, ?, ?) order by 1",
-        [RAW_SCHEMA, META_SCHEMA, TRUTH_SCHEMA],
+        "where table_type = 'BASE TABLE' and list_contains(?, table_schema) order by 1",
+        [list(schemas)],
     ).fetchall()
     state = {}
     for (name,) in tables:
