@@ -3,7 +3,9 @@ wrapper), warnings as warnings; and bad settings refused before any run starts."
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import pytest
@@ -106,6 +108,63 @@ def test_a_bad_setting_is_refused_with_the_file_and_key(
         load_parameters(path)
     assert str(refused.value).startswith(f"{path}: ")
     assert f"{setting}:" in str(refused.value)
+
+
+def _edited(path: Path, edit: Callable[[dict[str, Any]], object]) -> Path:
+    raw = yaml.safe_load(DEFAULT_PARAMETERS.read_text())
+    edit(raw)
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def _text(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+# Whole-file defects of the campaign: each names the file and what is wrong where.
+MALFORMED: dict[str, tuple[Callable[[Path], Path], str]] = {
+    "a missing section": (
+        lambda p: _edited(p, lambda raw: raw.pop("registry")),
+        "registry: missing",
+    ),
+    "a word where a number goes": (
+        lambda p: _edited(p, lambda raw: raw["gate"].update(margin="abc")),
+        "gate.margin: Input should be a valid number",
+    ),
+    "a misspelt key": (
+        lambda p: _edited(p, lambda raw: raw["split"].update(test_dayz=3)),
+        "split.test_dayz: unknown setting",
+    ),
+    "one brand, not a list": (
+        lambda p: _edited(p, lambda raw: raw["campaign"].update(target_brands="Hanes")),
+        "campaign.target_brands: Input should be a valid tuple",
+    ),
+    "invalid YAML": (
+        lambda p: _text(p, "campaign: [unclosed\n"),
+        "not valid YAML",
+    ),
+    "a list at the top": (
+        lambda p: _text(p, "- campaign\n"),
+        "expected a mapping of sections at the top level",
+    ),
+    "an empty file": (
+        lambda p: _text(p, ""),
+        "expected a mapping of sections at the top level",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED))
+def test_a_malformed_parameters_file_is_refused_naming_file_and_key(
+    case: str, tmp_path: Path
+) -> None:
+    write, named = MALFORMED[case]
+    path = write(tmp_path / "parameters.yaml")
+    with pytest.raises(ParametersError) as refused:
+        load_parameters(path)
+    assert str(refused.value).startswith(f"{path}: "), refused.value
+    assert named in str(refused.value)
 
 
 @pytest.mark.parametrize("command", ["pipeline", "retrain", "features", "tick", "dbt"])
