@@ -1,7 +1,8 @@
 """Dagster resources, chosen from the environment (orchestration/environment.py).
 
 local: the DuckDB file under NEXTBUY_HOME, dbt's `local` target, MLflow's SQLite store.
-production: dbt's `bigquery` target and the tracking server named by MLFLOW_TRACKING_URI.
+production: dbt's `bigquery` target, the BigQuery warehouse
+(orchestration/bigquery_warehouse.py) and the tracking server named by MLFLOW_TRACKING_URI.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import datetime as dt
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import dagster as dg
 import duckdb
@@ -20,6 +21,7 @@ from orchestration.environment import Environment, current_environment
 from orchestration.settings import Parameters, load_parameters, parameters_path
 
 if TYPE_CHECKING:
+    from orchestration.bigquery_warehouse import BigQueryWarehouseResource
     from orchestration.registry import Registry
     from orchestration.settings import RegistrySettings
     from orchestration.tracking import Tracker
@@ -33,6 +35,28 @@ class ParametersResource(dg.ConfigurableResource):  # type: ignore[type-arg]
 
     def load(self) -> Parameters:
         return load_parameters(Path(self.path))
+
+
+@runtime_checkable
+class Warehouse(Protocol):
+    """What the Python steps ask of the warehouse beyond SQL of one engine: DuckDB's
+    (WarehouseResource) and BigQuery's (BigQueryWarehouseResource) answer alike. Tables are
+    named ``<dataset>.<table>``."""
+
+    def read_table(self, table: str, order_by: str, where: str = "true") -> pd.DataFrame:
+        """The table's rows that meet ``where``, always in the order of ``order_by``."""
+        ...
+
+    def has_table(self, table: str) -> bool: ...
+
+    def stage_scores(self, scores: pd.DataFrame, table: str) -> str:
+        """Write scores where they can be validated; returns the staged table's name."""
+        ...
+
+    def publish_scores(self, staged: str, as_of: dt.date, table: str) -> int:
+        """Replace ``as_of``'s scores in ``table`` with the staged ones, atomically;
+        returns rows written."""
+        ...
 
 
 class WarehouseResource(dg.ConfigurableResource):  # type: ignore[type-arg]
@@ -151,7 +175,20 @@ def build_resources(
     env = env or current_environment()
     return {
         "dbt": dbt_resource(env),
-        "warehouse": WarehouseResource(path=str(warehouse or env.warehouse_path)),
+        "warehouse": warehouse_resource(env, warehouse),
         "parameters": ParametersResource(path=str(parameters_path())),
         "registry": RegistryResource.for_environment(env),
     }
+
+
+def warehouse_resource(
+    env: Environment, warehouse: Path | None = None
+) -> WarehouseResource | BigQueryWarehouseResource:
+    """The one choice of warehouse engine: BigQuery in production (settings from the
+    NEXTBUY_BQ_* variables dbt's bigquery target reads), else the DuckDB file (``warehouse``
+    replaces the environment's)."""
+    if env.name == "production":
+        from orchestration.bigquery_warehouse import BigQueryWarehouseResource
+
+        return BigQueryWarehouseResource.from_environment()
+    return WarehouseResource(path=str(warehouse or env.warehouse_path))

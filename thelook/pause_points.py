@@ -9,7 +9,8 @@ process at a known moment instead of after a guessed delay. The points:
 - ``registered``: a candidate is registered, the gate has not decided
   (orchestration/defs/training/assets.py).
 - ``scores-publishing``: an as-of date's scores are replaced, not committed
-  (orchestration/resources.py).
+  (orchestration/resources.py); on BigQuery, staged and checked, the replacing job not
+  yet sent (orchestration/bigquery_warehouse.py).
 
 It lives here, the lowest layer, because the loader needs it and must not import
 orchestration.

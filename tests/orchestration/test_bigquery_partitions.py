@@ -9,17 +9,10 @@ refuse to connect, and every call runs under a deadline.
 from __future__ import annotations
 
 import datetime as dt
-import functools
-import json
-import socket
-import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import Any, TypeVar
-from urllib.parse import parse_qs, urlsplit
+from typing import Any
 
 import pytest
-import requests
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery
 
@@ -30,9 +23,9 @@ from orchestration.bigquery_partitions import (
 )
 from orchestration.partitions import PartitionState, data_as_of
 from tests.conftest import FIXTURES
+from tests.orchestration.recorded_bigquery import Answer, RecordedBigQuery, no_network, within
 
 RECORDED = FIXTURES / "bigquery_partitions"
-API = "https://bigquery.googleapis.com/bigquery/v2"
 PROJECT = "shop-analytics"
 JOB_ID = "job_Q2n7xVbL0sKd4TfA9rWm1uHc3yEp"
 TIMEOUT = 5.0  # what the reader is given
@@ -47,113 +40,10 @@ EXPECTED = [
     PartitionState("20240603", T(2024, 6, 3, 14, 5, 11, 482913), 157),
 ]
 
-R = TypeVar("R")
-
-
-@dataclass(frozen=True)
-class Call:
-    """One HTTP request the client made."""
-
-    method: str
-    path: str
-    params: dict[str, str]
-    body: dict[str, Any] | None
-    timeout: object
-
-
-@dataclass(frozen=True)
-class Answer:
-    """The recorded answer to one expected request."""
-
-    method: str
-    path: str
-    fixture: str
-    status: int = 200
-
-
-class RecordedBigQuery(requests.Session):
-    """A requests.Session for bigquery.Client(_http=...) that answers the expected
-    requests, in order, with recorded bodies, and fails on any other request."""
-
-    is_mtls = False  # read by google.cloud._http when it builds the API URL
-
-    def __init__(self, *answers: Answer, polled: tuple[Answer, ...] = ()) -> None:
-        """``answers`` in the order they must be asked for; ``polled`` whenever asked
-        (the state of a job the client polls)."""
-        super().__init__()
-        self.answers = list(answers)
-        self.polled = {(a.method, a.path): a for a in polled}
-        self.calls: list[Call] = []
-
-    def request(  # type: ignore[override]
-        self,
-        method: str,
-        url: str,
-        data: str | bytes | None = None,
-        headers: dict[str, str] | None = None,
-        timeout: object = None,
-        **kwargs: Any,
-    ) -> requests.Response:
-        parts = urlsplit(url)
-        assert url.startswith(API), url
-        call = Call(
-            method=method,
-            path=parts.path.removeprefix(urlsplit(API).path),
-            params={k: v[-1] for k, v in parse_qs(parts.query).items()},
-            body=json.loads(data) if data else None,
-            timeout=timeout,
-        )
-        self.calls.append(call)
-        answer = self.polled.get((call.method, call.path))
-        if answer is None:
-            assert self.answers, f"unexpected request {method} {url}"
-            answer = self.answers.pop(0)
-        assert (call.method, call.path) == (answer.method, answer.path), call
-        response = requests.Response()
-        response.status_code = answer.status
-        response._content = _recorded(answer.fixture)
-        response.headers["Content-Type"] = "application/json; charset=UTF-8"
-        response.url = url
-        response.request = requests.Request(method, url, headers=headers).prepare()
-        return response
-
-    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
-        raise AssertionError(f"a request went past the recorded answers: {request.url}")
-
-
-@functools.cache
-def _recorded(fixture: str) -> bytes:
-    return (RECORDED / fixture).read_bytes()
-
-
-def within(seconds: float, fn: Callable[[], R]) -> R:
-    """``fn()``, or a failure if it has not returned after ``seconds``."""
-    outcome: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            outcome["value"] = fn()
-        except BaseException as exc:  # handed to the test's thread
-            outcome["error"] = exc
-
-    worker = threading.Thread(target=run, daemon=True)
-    worker.start()
-    worker.join(seconds)
-    if worker.is_alive():
-        pytest.fail(f"no answer within {seconds} s")
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["value"]  # type: ignore[no-any-return]
-
 
 @pytest.fixture(autouse=True)
 def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
-    def refuse(*args: object, **kwargs: object) -> None:
-        raise AssertionError(f"network access in an offline test: {args}")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
-    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    no_network(monkeypatch)
 
 
 @pytest.fixture
@@ -163,7 +53,7 @@ def connect() -> Iterator[Callable[..., tuple[bigquery.Client, RecordedBigQuery]
     def make(
         *answers: Answer, polled: tuple[Answer, ...] = (), project: str = PROJECT
     ) -> tuple[bigquery.Client, RecordedBigQuery]:
-        http = RecordedBigQuery(*answers, polled=polled)
+        http = RecordedBigQuery(*answers, folder=RECORDED, polled=polled)
         client = bigquery.Client(
             project=project,
             credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
