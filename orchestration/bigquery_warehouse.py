@@ -7,6 +7,9 @@ as they are), while ``ml.<table>`` is the scores dataset, a setting of its own t
 never be the raw dataset. Reads are query jobs turned into DataFrames (through the
 BigQuery Storage Read API when it is installed and not turned off); writes are load jobs
 and, to publish, a copy job (see `BigQueryWarehouseResource.publish_scores`).
+
+Kept whole: one resource and the private helpers of its jobs (schema, partitioning, the
+transaction and the JSON rows), which nothing else uses.
 """
 
 from __future__ import annotations
@@ -22,12 +25,18 @@ from typing import TYPE_CHECKING
 import dagster as dg
 import pandas as pd
 
-from orchestration.bigquery_partitions import check_dataset_id, check_project_id
+from orchestration.bigquery_partitions import (
+    check_dataset_id,
+    check_project_id,
+    read_bigquery_partitions,
+)
 from orchestration.environment import EnvironmentSettingError
 from thelook.schema import RAW_SCHEMA
 
 if TYPE_CHECKING:
     from google.cloud import bigquery
+
+    from orchestration.partitions import PartitionState
 
 # The logical dataset of the scores in the steps' table names; BigQuery's is a setting.
 SCORES_DATASET = "ml"
@@ -169,6 +178,13 @@ class BigQueryWarehouseResource(dg.ConfigurableResource):  # type: ignore[type-a
             except NotFound:
                 return False
             return True
+
+    def partitions(self) -> list[PartitionState]:
+        """From raw's INFORMATION_SCHEMA.PARTITIONS (orchestration/bigquery_partitions.py)."""
+        with self.client() as client:
+            return read_bigquery_partitions(
+                client, self.raw_dataset, project=self.project, timeout=self.timeout
+            )
 
     def stage_scores(self, scores: pd.DataFrame, table: str) -> str:
         """Load new scores beside ``table`` (as ``<table>__staged``, replacing what was

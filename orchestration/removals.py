@@ -13,18 +13,22 @@ why (the pattern of orchestration/fingerprint.py's settings check).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from orchestration.fingerprint import REBUILD, Fingerprint, rebuild_notice
-from orchestration.partitions import read_partitions
+from orchestration.partitions import PartitionState, read_partitions
 
 
 def removed_partitions(warehouse: Path, processed: Mapping[str, str]) -> list[str]:
     """The day partitions a build processed (``processed``: partition_id -> ISO
     last_modified_time, as the instance keeps them) that raw no longer holds."""
-    present = {p.partition_id for p in read_partitions(warehouse)}
-    return sorted(set(processed) - present)
+    return removed_from(read_partitions(warehouse), processed)
+
+
+def removed_from(present: Iterable[PartitionState], processed: Mapping[str, str]) -> list[str]:
+    """``removed_partitions`` of the partitions raw holds now (``present``)."""
+    return sorted(set(processed) - {p.partition_id for p in present})
 
 
 def replaced_at(warehouse: Path) -> dt.datetime | None:

@@ -22,6 +22,7 @@ from orchestration.settings import Parameters, load_parameters, parameters_path
 
 if TYPE_CHECKING:
     from orchestration.bigquery_warehouse import BigQueryWarehouseResource
+    from orchestration.partitions import PartitionState
     from orchestration.registry import Registry
     from orchestration.settings import RegistrySettings
     from orchestration.tracking import Tracker
@@ -48,6 +49,11 @@ class Warehouse(Protocol):
         ...
 
     def has_table(self, table: str) -> bool: ...
+
+    def partitions(self) -> list[PartitionState]:
+        """raw order_items' day partitions, sorted by day: what the daily loop's sensor
+        and the feature build compare with what was built."""
+        ...
 
     def stage_scores(self, scores: pd.DataFrame, table: str) -> str:
         """Write scores where they can be validated; returns the staged table's name."""
@@ -93,6 +99,12 @@ class WarehouseResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     def has_table(self, table: str) -> bool:
         with self.connect(read_only=True) as con:
             return table_exists(con, table)
+
+    def partitions(self) -> list[PartitionState]:
+        """From the loader's meta.partitions (modelled on BigQuery's view)."""
+        from orchestration.partitions import read_partitions
+
+        return read_partitions(Path(self.path))
 
     def stage_scores(self, scores: pd.DataFrame, table: str) -> str:
         """Write new scores beside ``table`` (as ``<table>__staged``), where they can be

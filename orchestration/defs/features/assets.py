@@ -140,11 +140,11 @@ def feature_models(
     last build (orchestration/removals.py), the build is a full refresh whatever was
     asked, and the log says why."""
     from orchestration.fingerprint import current_fingerprint, record_fingerprint
-    from orchestration.partitions import processed_state, read_partitions, record_processed
+    from orchestration.partitions import processed_state, record_processed
     from orchestration.removals import full_rebuild_notice
 
     # Read before the build: a partition that changes during it is new for the next run.
-    partitions = read_partitions(Path(warehouse.path))
+    partitions = warehouse.partitions()
     params = parameters.load()
     fingerprint = current_fingerprint(params)
     full_refresh = config.full_refresh

@@ -10,7 +10,6 @@ raw days it processed, the scores by the date they are as of (jobs.py).
 """
 
 import hashlib
-from pathlib import Path
 
 import dagster as dg
 
@@ -23,10 +22,9 @@ from orchestration.partitions import (
     data_as_of,
     plan_feature_run,
     processed_state,
-    read_partitions,
     run_key,
 )
-from orchestration.removals import removed_partitions
+from orchestration.removals import removed_from
 from orchestration.resources import WarehouseResource
 
 # Run tags: which partitions a run processed, and the date it scored as of.
@@ -58,10 +56,10 @@ def features_run_config(
 def order_items_partitions(
     context: dg.SensorEvaluationContext, warehouse: WarehouseResource
 ) -> dg.SensorResult | dg.SkipReason:
-    partitions = read_partitions(Path(warehouse.path))
+    partitions = warehouse.partitions()
     processed = processed_state(context.instance)
     changed = changed_partitions(partitions, processed)
-    if not changed and partitions and removed_partitions(Path(warehouse.path), processed):
+    if not changed and partitions and removed_from(partitions, processed):
         # Only removed days: a run keyed by the newest day, which the build itself turns
         # into a full refresh (orchestration/removals.py).
         changed = partitions[-1:]
