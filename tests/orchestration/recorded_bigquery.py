@@ -21,6 +21,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import bigquery
 
 API = "https://bigquery.googleapis.com/bigquery/v2"
 
@@ -134,3 +136,24 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setattr(socket, "create_connection", refuse)
     monkeypatch.setattr(socket, "getaddrinfo", refuse)
+
+
+def warehouse_talks_to(
+    monkeypatch: pytest.MonkeyPatch, session: Callable[[], requests.Session]
+) -> None:
+    """Make every client of the BigQuery warehouse resource talk to ``session()`` (called
+    once per client the resource opens) instead of Google."""
+    from contextlib import contextmanager
+
+    from orchestration.bigquery_warehouse import BigQueryWarehouseResource
+
+    @contextmanager
+    def client(self: BigQueryWarehouseResource) -> Any:
+        yield bigquery.Client(
+            project=self.project,
+            credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
+            _http=session(),
+            location=self.location,
+        )
+
+    monkeypatch.setattr(BigQueryWarehouseResource, "client", client)

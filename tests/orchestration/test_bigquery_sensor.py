@@ -10,19 +10,22 @@ Offline: sockets refuse to connect and every call runs under a deadline.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
 import pytest
-from google.auth.credentials import AnonymousCredentials
-from google.cloud import bigquery
 
 from orchestration.bigquery_warehouse import BigQueryWarehouseResource
 from orchestration.defs.features.sensors import order_items_partitions
 from orchestration.partitions import record_processed
 from tests.conftest import FIXTURES
-from tests.orchestration.recorded_bigquery import Answer, RecordedBigQuery, no_network, within
+from tests.orchestration.recorded_bigquery import (
+    Answer,
+    RecordedBigQuery,
+    no_network,
+    warehouse_talks_to,
+    within,
+)
 
 RECORDED = FIXTURES / "bigquery_partitions"
 PROJECT = "shop-analytics"
@@ -41,20 +44,12 @@ def answering(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
     answers: list[str] = []
     sessions: list[RecordedBigQuery] = []
 
-    @contextmanager
-    def client(self: BigQueryWarehouseResource) -> Iterator[bigquery.Client]:
-        http = RecordedBigQuery(
-            Answer("POST", f"/projects/{PROJECT}/queries", answers.pop(0)), folder=RECORDED
-        )
-        sessions.append(http)
-        yield bigquery.Client(
-            project=self.project,
-            credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
-            _http=http,
-            location=self.location,
-        )
+    def session() -> RecordedBigQuery:
+        query = Answer("POST", f"/projects/{PROJECT}/queries", answers.pop(0))
+        sessions.append(RecordedBigQuery(query, folder=RECORDED))
+        return sessions[-1]
 
-    monkeypatch.setattr(BigQueryWarehouseResource, "client", client)
+    warehouse_talks_to(monkeypatch, session)
     yield answers
     for http in sessions:
         http.close()

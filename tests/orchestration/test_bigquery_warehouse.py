@@ -12,20 +12,23 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 from google.api_core.exceptions import BadRequest
-from google.auth.credentials import AnonymousCredentials
-from google.cloud import bigquery
 
 from orchestration.bigquery_warehouse import BigQueryWarehouseResource
 from orchestration.environment import Environment, EnvironmentSettingError
 from orchestration.resources import Warehouse, WarehouseResource, build_resources
 from tests.conftest import FIXTURES
-from tests.orchestration.recorded_bigquery import Answer, RecordedBigQuery, no_network, within
+from tests.orchestration.recorded_bigquery import (
+    Answer,
+    RecordedBigQuery,
+    no_network,
+    warehouse_talks_to,
+    within,
+)
 
 RECORDED = FIXTURES / "bigquery_scores"
 PROJECT = "shop-analytics"
@@ -120,17 +123,7 @@ def recorded(
     def make(*answers: Answer) -> tuple[BigQueryWarehouseResource, RecordedBigQuery]:
         http = RecordedBigQuery(*answers, folder=RECORDED)
         sessions.append(http)
-
-        @contextmanager
-        def client(self: BigQueryWarehouseResource) -> Iterator[bigquery.Client]:
-            yield bigquery.Client(
-                project=self.project,
-                credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
-                _http=http,
-                location=self.location,
-            )
-
-        monkeypatch.setattr(BigQueryWarehouseResource, "client", client)
+        warehouse_talks_to(monkeypatch, lambda: http)
         return BigQueryWarehouseResource(project=PROJECT, timeout=TIMEOUT), http
 
     yield make
