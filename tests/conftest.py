@@ -36,12 +36,18 @@ def warehouse(tmp_path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
 # worker of its own, so that every expensive setup is made once.
 SHARED_SETUP_FOLDERS = ("tests/ml", "tests/serving", "tests/bigquery")
 # Files of a folder that share one of its session fixtures while the folder's other files
-# need none: only these run together (tests/dbt_project's `simulated` shop).
+# need none: only these run together (tests/dbt_project's `simulated` shop,
+# tests/orchestration's `small_shop`).
 SHARED_SETUP_FILES = {
     "tests/dbt_project: simulated": (
         "tests/dbt_project/test_contracts.py",
         "tests/dbt_project/test_features.py",
         "tests/dbt_project/test_scoped_tests.py",
+    ),
+    "tests/orchestration: small_shop": (
+        "tests/orchestration/test_doctor.py",
+        "tests/orchestration/test_future_and_deletions.py",
+        "tests/orchestration/test_cli.py",
     ),
 }
 # The groups that take longest (minutes each, measured with `--durations`), started
@@ -53,9 +59,7 @@ SLOWEST_FIRST = (
     "tests/ui/test_browser.py",
     "tests/dbt_project: simulated",
     "tests/serving",
-    "tests/orchestration/test_doctor.py",
-    "tests/orchestration/test_future_and_deletions.py",
-    "tests/orchestration/test_cli.py",
+    "tests/orchestration: small_shop",
     "tests/orchestration/test_demo_thelook.py",
     "tests/orchestration/test_monitoring.py",
 )

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import datetime as dt
+import shutil
 from pathlib import Path
 
 import duckdb
 import pandas as pd
+import pytest
 
 from tests.dbt_project.conftest import (
     MART_KEYS,
     build,
     compiled_test,
+    dbt_target,
     run_models,
     simulate_small,
     table,
@@ -115,12 +118,28 @@ def test_day_by_day_equals_full_refresh(tmp_path: Path) -> None:
         )
 
 
-def test_partitions_var_rebuilds_named_days(tmp_path: Path) -> None:
-    """`--vars '{partitions: [...]}'` rebuilds the customers of named days even when the
-    warehouse does not show them as changed (raw edited behind the loader's back)."""
-    warehouse = tmp_path / "warehouse.duckdb"
+@pytest.fixture(scope="module")
+def built_once(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small shop after one `dbt run`: the starting point of the tests below, each of
+    which changes its own copy (``_copy``)."""
+    warehouse = tmp_path_factory.mktemp("incremental") / "warehouse.duckdb"
     simulate_small(warehouse, users=400, end=dt.date(2024, 6, 20))
     run_models(warehouse, as_of=AS_OF)
+    return warehouse
+
+
+def _copy(warehouse: Path, folder: Path) -> Path:
+    """The warehouse and dbt's artefacts beside it (dbt_target), in ``folder``."""
+    copy = folder / warehouse.name
+    shutil.copy2(warehouse, copy)
+    shutil.copytree(dbt_target(warehouse).parent, dbt_target(copy).parent)
+    return copy
+
+
+def test_partitions_var_rebuilds_named_days(built_once: Path, tmp_path: Path) -> None:
+    """`--vars '{partitions: [...]}'` rebuilds the customers of named days even when the
+    warehouse does not show them as changed (raw edited behind the loader's back)."""
+    warehouse = _copy(built_once, tmp_path)
     con = duckdb.connect(str(warehouse))
     day = con.execute(
         "select strftime(created_at, '%Y%m%d') d from raw.order_items "
@@ -177,13 +196,11 @@ def _last_logged(warehouse: Path) -> set[int]:
     return {r[0] for r in rows}
 
 
-def test_catalogue_change_rebuilds_its_buyers(tmp_path: Path) -> None:
+def test_catalogue_change_rebuilds_its_buyers(built_once: Path, tmp_path: Path) -> None:
     """A product whose brand changes (here: becomes a target brand) changes the features
     and labels of everyone who bought it, and only theirs; a re-delivered catalogue that
     changes nothing rebuilds no one."""
-    warehouse = tmp_path / "warehouse.duckdb"
-    simulate_small(warehouse, users=400, end=dt.date(2024, 6, 20))
-    run_models(warehouse, as_of=AS_OF)
+    warehouse = _copy(built_once, tmp_path)
     logged = _table_rows(warehouse, "intermediate.int_customer_changes")
     con = connect(warehouse)
     con.execute("create temp table same as select * from raw.products")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
@@ -11,6 +10,7 @@ from click.testing import CliRunner
 
 from orchestration.cli import main
 from tests.conftest import FIXTURES
+from tests.orchestration.conftest import SmallShop
 
 
 def test_load_then_show_the_warehouse(tmp_path: Path) -> None:
@@ -58,24 +58,27 @@ def test_append_days_without_a_simulation_is_refused() -> None:
     assert result.exit_code == 1 and "holds no simulation" in result.output
 
 
-def test_features_builds_and_counts_the_marts() -> None:
-    runner = CliRunner()
-    assert runner.invoke(main, ["simulate", "--users", "400", "--end", "2024-03-31"]).exit_code == 0
-    cwd = os.getcwd()
-    result = runner.invoke(main, ["features", "--as-of", "2024-04-01"])
-    assert result.exit_code == 0, result.output
+def test_features_builds_and_counts_the_marts(
+    small_shop: SmallShop, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The session's small shop (tests/orchestration/conftest.py) is a `nextbuy simulate`
+    # and a `nextbuy features`; its output and runs are read here, its home copied.
+    output = small_shop.output
     # dagster-dbt's metadata fetchers chdir into the dbt project from several threads;
     # a relative NEXTBUY_HOME (make run's) must still mean the same folder afterwards.
-    assert os.getcwd() == cwd
-    assert "marts.training_examples" in result.output and "label rate" in result.output
+    assert small_shop.cwd_after == small_shop.cwd_before
+    assert "marts.training_examples" in output and "label rate" in output
     # Progress while the run's own output goes to the log: each step's start and end.
-    assert re.search(r"^features run [0-9a-f-]{36}:$", result.output, re.M), result.output
-    assert re.search(r"^  \d\d:\d\d:\d\d feature_models \.\.\.$", result.output, re.M)
-    assert re.search(r"^  \d\d:\d\d:\d\d feature_models done \(\d+ s\)$", result.output, re.M)
+    assert re.search(r"^features run [0-9a-f-]{36}:$", output, re.M), output
+    assert re.search(r"^  \d\d:\d\d:\d\d feature_models \.\.\.$", output, re.M)
+    assert re.search(r"^  \d\d:\d\d:\d\d feature_models done \(\d+ s\)$", output, re.M)
     model = r"^    dbt: \d+ of \d+ OK created sql \w+ model marts.customer_features \[OK in "
-    assert re.search(model, result.output, re.M), result.output
+    assert re.search(model, output, re.M), output
+    # Read only (the job's snapshot depends on the home): the shop's own home.
+    monkeypatch.setenv("NEXTBUY_HOME", str(small_shop.home))
     _runs_are_filed_under_the_ui_code_location()
-    again = runner.invoke(main, ["dbt", "run", "--select", "customer_features"])
+    monkeypatch.setenv("NEXTBUY_HOME", str(small_shop.copy(tmp_path)))
+    again = CliRunner().invoke(main, ["dbt", "run", "--select", "customer_features"])
     assert again.exit_code == 0
 
 

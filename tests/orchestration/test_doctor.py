@@ -1,7 +1,7 @@
 """`nextbuy doctor` and the settings fingerprint (orchestration/doctor.py,
-orchestration/fingerprint.py) on one real home: a small simulated shop, one feature
-build, a rule registered and promoted as the champion (training is not what doctor
-checks).
+orchestration/fingerprint.py) on one real home: a copy of the session's small simulated
+shop after its one feature build (tests/orchestration/conftest.py), a rule registered and
+promoted as the champion (training is not what doctor checks).
 
 Healthy first; then one thing broken at a time, each put right again by its test, except
 the new day partition, which stays (its test comes after doctor's). Last, a second
@@ -26,6 +26,7 @@ from click.testing import CliRunner, Result
 from orchestration.cli import main
 from orchestration.fingerprint import current_fingerprint, rebuild_notice, stored_fingerprint
 from orchestration.settings import load_parameters
+from tests.orchestration.conftest import SmallShop
 from thelook.warehouse import connect
 
 
@@ -63,19 +64,16 @@ class Built:
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
-    home = tmp_path_factory.mktemp("doctor") / "home"
-    runner = CliRunner()
+def built(small_shop: SmallShop, tmp_path_factory: pytest.TempPathFactory) -> Built:
+    """A copy of the session's small shop (tests/orchestration/conftest.py: simulated,
+    one order item dated 2999 loaded, features built), with a rule as its champion."""
+    home = small_shop.copy(tmp_path_factory.mktemp("doctor"))
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("NEXTBUY_HOME", str(home))
         mp.delenv("MLFLOW_TRACKING_URI", raising=False)
         mp.delenv("MLFLOW_REGISTRY_URI", raising=False)
-        simulated = runner.invoke(main, ["simulate", "--users", "300", "--end", "2024-03-31"])
-        assert simulated.exit_code == 0, simulated.output
-        built = runner.invoke(main, ["features", "--as-of", "2024-04-01"])
-        assert built.exit_code == 0, built.output
         _promote_rule_champion()
-    return Built(home, built.output)
+    return Built(home, small_shop.output)
 
 
 @pytest.fixture
@@ -232,7 +230,8 @@ def runs(built: Built, tmp_path_factory: pytest.TempPathFactory) -> Runs:
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("NEXTBUY_HOME", str(built.home))
         mp.setenv("NEXTBUY_PARAMETERS", str(changed))
-        second = CliRunner().invoke(main, ["features", "--as-of", "2024-04-01"])
+        # As the first build: the as-of date from the data.
+        second = CliRunner().invoke(main, ["features"])
         assert second.exit_code == 0, second.output
     return Runs(built.home, changed, built.output, second, before, _labels(warehouse))
 

@@ -5,7 +5,8 @@ moves the evaluation windows; `nextbuy partitions drop` removes one day from raw
 the next feature build rebuilds the marts without it and says why.
 
 One small simulated shop, two `nextbuy features` runs: the first with a future-dated
-item loaded, the second after a day partition was dropped.
+item loaded (the session's `small_shop`, tests/orchestration/conftest.py), the second
+after a day partition was dropped.
 """
 
 from __future__ import annotations
@@ -18,15 +19,15 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import CliRunner
 
 from ml.split import rolling_origin_splits
 from orchestration.cli import main
 from orchestration.defs.quality.quarantine import quarantine_result
 from orchestration.removals import removal_reason
+from tests.orchestration.conftest import FUTURE_DAY, SmallShop
 from thelook.warehouse import REPLACED_ALL, connect, write_raw
 
-FUTURE_DAY = "29990611"
 AS_OF = "2024-04-01"
 
 
@@ -88,7 +89,8 @@ def test_a_replacing_load_after_the_last_build_asks_for_a_rebuild(tmp_path: Path
 class Shop:
     home: Path
     warehouse: Path
-    first: Result
+    # The output of the shop's one `nextbuy features` (the fixture checked it succeeded).
+    first: str
     dropped: str
     dropped_orders: set[int]
     examples_before: pd.DataFrame
@@ -103,38 +105,12 @@ def _query(warehouse: Path, sql: str) -> pd.DataFrame:
         con.close()
 
 
-def _future_item(warehouse: Path, folder: Path) -> tuple[Path, int]:
-    """One order_items row dated 2999 of a customer with orders, in a new order."""
-    row = _query(
-        warehouse,
-        "select max(id) + 1000 as id, max(order_id) + 1000 as order_id, "
-        "arg_max(user_id, created_at) as user_id, min(product_id) as product_id "
-        "from raw.order_items",
-    ).iloc[0]
-    path = folder / "order_items.csv"
-    path.write_text(
-        "id,order_id,user_id,product_id,inventory_item_id,status,created_at,shipped_at,"
-        "delivered_at,returned_at,sale_price\n"
-        f"{row.id},{row.order_id},{row.user_id},{row.product_id},{row.id},Complete,"
-        "2999-06-11 10:00:00 UTC,,,,25.0\n"
-    )
-    return path, int(row.order_id)
-
-
 @pytest.fixture(scope="module")
-def shop(tmp_path_factory: pytest.TempPathFactory) -> Shop:
-    root = tmp_path_factory.mktemp("future")
-    home = root / "home"
+def shop(small_shop: SmallShop, tmp_path_factory: pytest.TempPathFactory) -> Shop:
+    """The session's small shop (built with a 2999 item loaded, tests/orchestration/
+    conftest.py), copied: this module drops one of its days."""
+    home = small_shop.copy(tmp_path_factory.mktemp("future"))
     warehouse = home / "warehouse.duckdb"
-    runner = CliRunner()
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("NEXTBUY_HOME", str(home))
-        simulated = runner.invoke(main, ["simulate", "--users", "300", "--end", "2024-03-31"])
-        assert simulated.exit_code == 0, simulated.output
-        csv, future_order = _future_item(warehouse, root)
-        loaded = runner.invoke(main, ["load-thelook", str(csv)])
-        assert loaded.exit_code == 0, loaded.output
-        first = runner.invoke(main, ["features"])
     examples = _query(warehouse, "select order_id, as_of from marts.training_examples")
     # The day whose removal takes the most training examples with it.
     items = _query(
@@ -147,14 +123,15 @@ def shop(tmp_path_factory: pytest.TempPathFactory) -> Shop:
     items = items[items["order_id"].isin(examples["order_id"])]
     dropped = str(items["day"].value_counts().idxmax())
     orders = set(items.loc[items["day"] == dropped, "order_id"].astype(int))
-    return Shop(home, warehouse, first, dropped, orders, examples, future_order)
+    return Shop(
+        home, warehouse, small_shop.output, dropped, orders, examples, small_shop.future_order
+    )
 
 
 def test_a_future_dated_item_is_quarantined_and_reported_not_fatal(shop: Shop) -> None:
-    assert shop.first.exit_code == 0, shop.first.output
-    assert "warning: check future_dated_order_items" in shop.first.output
-    assert "1 future-dated row of raw.order_items" in shop.first.output
-    assert f"nextbuy partitions drop {FUTURE_DAY}" in shop.first.output
+    assert "warning: check future_dated_order_items" in shop.first
+    assert "1 future-dated row of raw.order_items" in shop.first
+    assert f"nextbuy partitions drop {FUTURE_DAY}" in shop.first
     quarantined = _query(
         shop.warehouse, "select partition_id from staging.stg_thelook__future_order_items"
     )
