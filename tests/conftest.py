@@ -55,6 +55,7 @@ SHARED_SETUP_FILES = {
 # every other group follows in collection order.
 SLOWEST_FIRST = (
     "tests/orchestration/test_pipeline.py",
+    "tests/orchestration/test_kills.py",
     "tests/dbt_project/test_incremental.py",
     "tests/ui/test_browser.py",
     "tests/dbt_project: simulated",
