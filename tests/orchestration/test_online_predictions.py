@@ -4,17 +4,20 @@ by the server's own PredictionLog, brought into a real DuckDB warehouse by the a
 from __future__ import annotations
 
 import datetime as dt
+import json
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import dagster as dg
 import duckdb
 
 from orchestration.defs.monitoring.online import ONLINE_PREDICTIONS, online_predictions
-from orchestration.partitions import AS_OF_DATES
 from orchestration.resources import WarehouseResource
 from serving.predictions import Prediction, PredictionLog
 
@@ -43,7 +46,7 @@ def _log(path: Path, *predictions: Prediction) -> None:
 
 def _materialise(folder: Path, **config: Any) -> dict[str, Any]:
     instance = dg.DagsterInstance.ephemeral()
-    instance.add_dynamic_partitions(AS_OF_DATES.name, [AS_OF.isoformat()])
+    instance.add_dynamic_partitions("as_of_dates", [AS_OF.isoformat()])
     result = dg.materialize(
         [online_predictions],
         resources={"warehouse": WarehouseResource(path=str(folder / "warehouse.duckdb"))},
@@ -130,3 +133,59 @@ def test_a_log_its_writer_holds_is_skipped_with_a_warning(tmp_path: Path) -> Non
     assert "locked by its writer at 3 attempts" in metadata["summary"]
     # Released: the next run brings it.
     assert _materialise(tmp_path)["appended"] == 1
+
+
+def test_bigquery_appends_by_a_load_job_and_one_insert_of_the_absent_rows() -> None:
+    """No BigQuery here (the emulator's tests are tests/bigquery): the jobs the BigQuery
+    warehouse asks of a client that records them, and their SQL parsed as BigQuery's."""
+    import pandas as pd
+    import sqlglot
+    from google.cloud import bigquery
+
+    from orchestration.bigquery_warehouse import BigQueryWarehouseResource
+    from orchestration.defs.monitoring.online import COLUMNS
+
+    client = mock.MagicMock()
+    client.query.return_value.num_dml_affected_rows = 2
+
+    @contextmanager
+    def recording(self: BigQueryWarehouseResource) -> Iterator[Any]:
+        yield client
+
+    rows = pd.DataFrame([vars(_prediction(1, 7)), vars(_prediction(2, 3))])
+    warehouse = BigQueryWarehouseResource(project="shop-analytics", scores_dataset="nextbuy_ml")
+    table = "shop-analytics.nextbuy_ml.online_predictions"
+    with mock.patch.object(BigQueryWarehouseResource, "client", recording):
+        assert warehouse.append_absent(rows, ONLINE_PREDICTIONS, COLUMNS, "requested_at") == 2
+        (created,), _ = client.create_table.call_args
+        (data, staged), load = client.load_table_from_file.call_args
+        (sql,), _ = client.query.call_args
+        client.delete_table.assert_called_once_with(
+            f"{table}__incoming", not_found_ok=True, timeout=900.0
+        )
+        client.reset_mock()
+        # Nothing to append: the table is still created, nothing is loaded or queried.
+        assert (
+            warehouse.append_absent(rows.head(0), ONLINE_PREDICTIONS, COLUMNS, "requested_at") == 0
+        )
+        assert client.create_table.called
+        assert not client.load_table_from_file.called and not client.query.called
+    assert f"{created.project}.{created.dataset_id}.{created.table_id}" == table
+    assert [(f.name, f.field_type) for f in created.schema] == list(COLUMNS)
+    assert created.time_partitioning.field == "requested_at"
+    assert staged == f"{table}__incoming"
+    config = load["job_config"]
+    assert config.source_format == bigquery.SourceFormat.NEWLINE_DELIMITED_JSON
+    assert config.write_disposition == bigquery.WriteDisposition.WRITE_TRUNCATE
+    first = json.loads(data.getvalue().splitlines()[0])
+    assert first["as_of"] == "2026-11-05" and first["requested_at"].startswith(
+        "2026-11-05 09:07:00"
+    )
+    # The rows the table does not hold from the earliest loaded request on, one statement.
+    sqlglot.parse_one(sql, read="bigquery")
+    assert " ".join(sql.split()) == (
+        f"INSERT INTO `{table}` ({', '.join(n for n, _ in COLUMNS)}) "
+        f"SELECT {', '.join(n for n, _ in COLUMNS)} FROM `{table}__incoming` "
+        f"EXCEPT DISTINCT SELECT {', '.join(n for n, _ in COLUMNS)} FROM `{table}` "
+        "WHERE requested_at >= TIMESTAMP '2026-11-05 09:03:00+00:00'"
+    )

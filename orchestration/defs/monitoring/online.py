@@ -64,7 +64,7 @@ def read_log(
     """The log's requests after ``after`` (all when None), oldest first; an empty frame
     when the file or its table does not exist, None when the writer held the file at
     every attempt."""
-    empty = SCHEMA.empty_table().to_pandas()
+    empty: pd.DataFrame = SCHEMA.empty_table().to_pandas()
     if not path.exists():
         return empty
     for attempt in range(attempts):
