@@ -6,7 +6,8 @@ is ``<project>.marts.customer_features`` (dbt's generate_schema_name keeps custo
 as they are), while ``ml.<table>`` is the scores dataset, a setting of its own that may
 never be the raw dataset. Reads are query jobs turned into DataFrames (through the
 BigQuery Storage Read API when it is installed and not turned off); writes are load jobs
-and, to publish, a copy job (see `BigQueryWarehouseResource.publish_scores`).
+and, to publish, a copy job (see `BigQueryWarehouseResource.publish_scores`); the online
+predictions are appended by a load job and one INSERT (`append_absent`).
 
 Kept whole: one resource and the private helpers of its jobs (schema, partitioning, the
 transaction and the JSON rows), which nothing else uses.
@@ -17,10 +18,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from io import BytesIO
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 import pandas as pd
@@ -262,6 +263,60 @@ class BigQueryWarehouseResource(dg.ConfigurableResource):  # type: ignore[type-a
             client.delete_table(source, not_found_ok=True, timeout=self.timeout)
         return rows
 
+    def newest(self, table: str, column: str) -> Any:
+        """The largest value of ``column``, as DuckDB's reader gives it (a timestamp naive
+        UTC); None when the table is empty or absent."""
+        from google.api_core.exceptions import NotFound
+
+        table_id = self.table_id(table)
+        with self.client() as client:
+            try:
+                client.get_table(table_id, timeout=self.timeout)
+            except NotFound:
+                return None
+            [row] = self._query(client, f"select max({column}) as newest from `{table_id}`")
+        value = row["newest"]
+        if isinstance(value, dt.datetime) and value.tzinfo is not None:
+            value = value.astimezone(dt.UTC).replace(tzinfo=None)
+        return value
+
+    def append_absent(
+        self, rows: pd.DataFrame, table: str, columns: Sequence[tuple[str, str]], since: str
+    ) -> int:
+        """Load ``rows`` beside ``table`` (``<table>__incoming``, a load job of JSON rows as
+        for the scores), then one INSERT of them EXCEPT DISTINCT the rows ``table`` holds
+        from their smallest ``since`` on (a literal, so that BigQuery reads only those
+        days of ``table``, which is partitioned by day of ``since``); one statement, so
+        atomic. ``table`` is created when absent, even without rows."""
+        from google.cloud import bigquery
+
+        target, source = self.table_id(table), self.table_id(f"{table}__incoming")
+        schema = _schema(columns)
+        with self.client() as client:
+            client.create_dataset(target.split(".")[1], exists_ok=True, timeout=self.timeout)
+            created = bigquery.Table(target, schema=schema)
+            created.time_partitioning = bigquery.TimePartitioning(
+                type_=bigquery.TimePartitioningType.DAY, field=since
+            )
+            client.create_table(created, exists_ok=True, timeout=self.timeout)
+            if rows.empty:
+                return 0
+            client.load_table_from_file(
+                BytesIO(_ndjson(rows[[name for name, _ in columns]], columns)),
+                source,
+                job_config=_load_config(columns, int(self.timeout * 1000)),
+                timeout=self.timeout,
+            ).result(timeout=self.timeout)
+            after = pd.Timestamp(rows[since].min()).to_pydatetime()
+            job = client.query(
+                _append_absent_sql(source, target, columns, since, after),
+                job_config=self._query_config(),
+                timeout=self.timeout,
+            )
+            job.result(timeout=self.timeout)
+            client.delete_table(source, not_found_ok=True, timeout=self.timeout)
+        return int(job.num_dml_affected_rows or 0)
+
     def _query_config(self) -> bigquery.QueryJobConfig:
         from google.cloud import bigquery
 
@@ -301,10 +356,39 @@ class BigQueryWarehouseResource(dg.ConfigurableResource):  # type: ignore[type-a
             )
 
 
-def _schema() -> list[bigquery.SchemaField]:
+def _schema(columns: Sequence[tuple[str, str]] = SCORES_COLUMNS) -> list[bigquery.SchemaField]:
     from google.cloud import bigquery
 
-    return [bigquery.SchemaField(name, kind) for name, kind in SCORES_COLUMNS]
+    return [bigquery.SchemaField(name, kind) for name, kind in columns]
+
+
+def _load_config(columns: Sequence[tuple[str, str]], timeout_ms: int) -> bigquery.LoadJobConfig:
+    """Rows to append, loaded whole over what was loaded before."""
+    from google.cloud import bigquery
+
+    return bigquery.LoadJobConfig(
+        source_format=bigquery.SourceFormat.NEWLINE_DELIMITED_JSON,
+        schema=_schema(columns),
+        write_disposition=bigquery.WriteDisposition.WRITE_TRUNCATE,
+        job_timeout_ms=timeout_ms,
+    )
+
+
+def _timestamp(instant: dt.datetime) -> str:
+    """A TIMESTAMP literal of a naive UTC instant, built from a datetime (nothing to inject)."""
+    return f"TIMESTAMP '{instant.replace(tzinfo=None).isoformat(sep=' ')}+00:00'"
+
+
+def _append_absent_sql(
+    source: str, target: str, columns: Sequence[tuple[str, str]], since: str, after: dt.datetime
+) -> str:
+    names = ", ".join(name for name, _ in columns)
+    return (
+        f"INSERT INTO `{target}` ({names})\n"
+        f"SELECT {names} FROM `{source}`\n"
+        "EXCEPT DISTINCT\n"
+        f"SELECT {names} FROM `{target}` WHERE {since} >= {_timestamp(after)}"
+    )
 
 
 def _partitioning() -> bigquery.TimePartitioning:
@@ -331,10 +415,10 @@ def _transaction(source: str, target: str, as_of: dt.date) -> str:
     )
 
 
-def _ndjson(frame: pd.DataFrame) -> bytes:
+def _ndjson(frame: pd.DataFrame, columns: Sequence[tuple[str, str]] = SCORES_COLUMNS) -> bytes:
     """Rows as newline-delimited JSON in the text forms BigQuery's loader reads."""
     out = frame.copy()
-    for name, kind in SCORES_COLUMNS:
+    for name, kind in columns:
         if kind == "DATE":
             out[name] = pd.to_datetime(out[name]).dt.strftime("%Y-%m-%d")
         elif kind == "TIMESTAMP":

@@ -8,7 +8,7 @@ production: dbt's `bigquery` target, the BigQuery warehouse
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -62,6 +62,20 @@ class Warehouse(Protocol):
     def publish_scores(self, staged: str, as_of: dt.date, table: str) -> int:
         """Replace ``as_of``'s scores in ``table`` with the staged ones, atomically;
         returns rows written."""
+        ...
+
+    def newest(self, table: str, column: str) -> Any:
+        """The largest value of ``column`` in ``table``; None when the table is empty or
+        absent."""
+        ...
+
+    def append_absent(
+        self, rows: pd.DataFrame, table: str, columns: Sequence[tuple[str, str]], since: str
+    ) -> int:
+        """Append the rows ``table`` does not hold yet, in one statement: the same row among
+        those with ``since`` from the smallest of ``rows`` on is not added twice. ``table``
+        is created empty with ``columns`` (name, BigQuery type) when absent, even without
+        rows. Returns rows appended."""
         ...
 
 
@@ -135,6 +149,54 @@ class WarehouseResource(dg.ConfigurableResource):  # type: ignore[type-arg]
             con.execute(f"drop table {staged}")
             pause_point("scores-publishing")
         return int(row[0]) if row else 0
+
+    def newest(self, table: str, column: str) -> Any:
+        if not Path(self.path).exists():
+            return None
+        with self.connect(read_only=True) as con:
+            if not table_exists(con, table):
+                return None
+            row = con.execute(f"select max({column}) from {table}").fetchone()
+        return row[0] if row else None
+
+    def append_absent(
+        self, rows: pd.DataFrame, table: str, columns: Sequence[tuple[str, str]], since: str
+    ) -> int:
+        """One transaction: the table (created when absent) and an INSERT of ``rows``
+        EXCEPT the rows already held from the smallest ``since`` of ``rows`` on, so a rerun
+        with the same rows adds nothing (EXCEPT compares NULLs as equal)."""
+        from thelook.warehouse import transaction
+
+        names = ", ".join(name for name, _ in columns)
+        typed = ", ".join(
+            f"cast({name} as {DUCKDB_TYPES[kind]}) as {name}" for name, kind in columns
+        )
+        definition = ", ".join(f"{name} {DUCKDB_TYPES[kind]}" for name, kind in columns)
+        with self.connect() as con, transaction(con):
+            con.execute(f"create schema if not exists {table.split('.')[0]}")
+            con.execute(f"create table if not exists {table} ({definition})")
+            if rows.empty:
+                return 0
+            con.register("_incoming", rows)
+            row = con.execute(
+                f"""insert into {table} ({names})
+                select {typed} from _incoming
+                except
+                select {names} from {table}
+                where {since} >= (select min({since}) from _incoming)"""
+            ).fetchone()
+            con.unregister("_incoming")
+        return int(row[0]) if row else 0
+
+
+# BigQuery's column types (the interface's) as DuckDB spells them.
+DUCKDB_TYPES = {
+    "INT64": "bigint",
+    "FLOAT64": "double",
+    "STRING": "varchar",
+    "DATE": "date",
+    "TIMESTAMP": "timestamp",
+}
 
 
 class RegistryResource(dg.ConfigurableResource):  # type: ignore[type-arg]

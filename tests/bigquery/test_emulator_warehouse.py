@@ -3,7 +3,7 @@
 Reads come back ordered; scores are staged by a load job and published per as-of date:
 a new date adds its rows, a republished date replaces exactly its own, a rerun changes
 nothing, and a failure between staging and publishing leaves the published scores as
-they were. The emulator knows no partition decorators, so publishing here goes through
+they were. Online predictions are appended once, however often the same rows come. The emulator knows no partition decorators, so publishing here goes through
 the resource's multi-statement transaction; the copy job into the partition, what
 production uses, is checked on recorded REST answers
 (tests/orchestration/test_bigquery_warehouse.py).
@@ -260,3 +260,50 @@ def test_a_failure_between_staging_and_publishing_leaves_the_published_scores(
             lambda: warehouse.stage_scores(scores(DAY_1, range(3)).drop(columns="decile"), TABLE)
         )
     pd.testing.assert_frame_equal(published(client, warehouse), before)
+
+
+def test_online_predictions_are_appended_once(
+    warehouse: BigQueryWarehouseResource, client: bigquery.Client
+) -> None:
+    """The serving log's rows, appended as ml/online_predictions appends them: the table
+    is created empty, new rows are added, a rerun and a re-read overlap add nothing."""
+    from orchestration.defs.monitoring.online import COLUMNS, ONLINE_PREDICTIONS
+
+    def requests(*minutes: int) -> pd.DataFrame:
+        return pd.DataFrame(
+            {
+                "customer_id": list(minutes),
+                "as_of": DAY_1,
+                "features_hash": "hash",
+                "score": [m / 100 for m in minutes],
+                "model_name": "nextbuy",
+                "model_version": "3",
+                "path": "features",
+                "requested_at": [pd.Timestamp(2024, 6, 1, 9, m) for m in minutes],
+            }
+        )
+
+    def append(frame: pd.DataFrame) -> int:
+        return within(
+            lambda: warehouse.append_absent(frame, ONLINE_PREDICTIONS, COLUMNS, "requested_at")
+        )
+
+    assert within(lambda: warehouse.newest(ONLINE_PREDICTIONS, "requested_at")) is None
+    assert append(requests().head(0)) == 0
+    assert within(lambda: warehouse.has_table(ONLINE_PREDICTIONS))
+    assert append(requests(1, 2)) == 2
+    assert append(requests(1, 2)) == 0
+    # The asset re-reads an hour before the newest: what is held is not added again.
+    assert append(requests(1, 2, 0, 5)) == 2
+    newest = within(lambda: warehouse.newest(ONLINE_PREDICTIONS, "requested_at"))
+    assert newest == dt.datetime(2024, 6, 1, 9, 5)
+    rows = within(
+        lambda: list(
+            client.query(
+                f"select customer_id from `{warehouse.table_id(ONLINE_PREDICTIONS)}` "
+                "order by requested_at",
+                timeout=CALL_TIMEOUT,
+            ).result(timeout=CALL_TIMEOUT)
+        )
+    )
+    assert [row["customer_id"] for row in rows] == [0, 1, 2, 5]

@@ -14,6 +14,11 @@ the sensor for a retrain.
 Outcomes are computed independently in pandas from raw (DESIGN.md's purchase and label,
 vectorised); dbt's score_outcomes is held against them on the behavioural shop, and the
 stationary shop's table is written from them directly (one dbt build fewer).
+
+The behavioural shop's customers of the judged date were also scored online, twice: first
+with inverted scores, then with the batch's own, which, being the latest request, are the
+ones judged: their realised figures must be the batch's. A few customers of the newest
+date scored online are too few to be judged.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ import pytest
 from ml.baselines import RateByGroup
 from ml.metrics import evaluate, lift_at_top, roc_auc
 from orchestration.dbt import run_dbt
+from orchestration.defs.monitoring.online import ONLINE_PREDICTIONS
 from orchestration.defs.monitoring.realised import (
     SCORE_OUTCOMES,
     realised_performance_asset,
@@ -202,7 +208,12 @@ def _build_shop(folder: Path, mode: str, model_name: str, store: str) -> Shop:  
         con.execute(f"create table {SCORES_TABLE} as select * from scores")
         if mode == "thelook":
             con.execute("create schema if not exists marts")
-            con.execute(f"create table {SCORE_OUTCOMES} as select * from outcomes")
+            con.execute(
+                f"create table {SCORE_OUTCOMES} as select *, 'batch' as source from outcomes"
+            )
+        else:
+            online = _online_predictions(scores)  # noqa: F841 (read by DuckDB)
+            con.execute(f"create table {ONLINE_PREDICTIONS} as select * from online")
     warehouse_resource = WarehouseResource(path=str(warehouse))
     resources = {
         "warehouse": warehouse_resource,
@@ -219,6 +230,39 @@ def _build_shop(folder: Path, mode: str, model_name: str, store: str) -> Shop:  
     instance = dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions("as_of_dates", [d.isoformat() for d in DATES])
     return Shop(warehouse, resources, instance, outcomes, ref.label(), {}, {})
+
+
+ONLINE_FEW = 50
+
+
+def _online_predictions(scores: pd.DataFrame) -> pd.DataFrame:
+    """Every customer of the judged date asked for at 08:00 (inverted scores) and 09:00
+    (the batch's scores); ONLINE_FEW customers of the newest date at 09:00."""
+    judged = scores[scores["as_of"] == JUDGED]
+    newest = scores[scores["as_of"] == NEWEST].head(ONLINE_FEW)
+    requests = [
+        (judged, 1 - judged["score"], 8),
+        (judged, judged["score"], 9),
+        (newest, newest["score"], 9),
+    ]
+    return pd.DataFrame(
+        {
+            "customer_id": pd.concat([rows["customer_id"] for rows, _, _ in requests]),
+            "as_of": pd.concat([rows["as_of"] for rows, _, _ in requests]),
+            "features_hash": "hash",
+            "score": pd.concat([score for _, score, _ in requests]),
+            "model_name": pd.concat([rows["model_name"] for rows, _, _ in requests]),
+            "model_version": pd.concat([rows["model_version"] for rows, _, _ in requests]),
+            "path": "features",
+            "requested_at": pd.concat(
+                [
+                    pd.Series(pd.Timestamp(str(rows["as_of"].iloc[0])), index=rows.index)
+                    + pd.Timedelta(hours=hour)
+                    for rows, _, hour in requests
+                ]
+            ),
+        }
+    ).reset_index(drop=True)
 
 
 # A stricter policy than parameters.yaml's, under which the campaign's miscalibration is
@@ -278,7 +322,8 @@ def test_score_outcomes_are_the_next_purchase_after_the_as_of_day(
 ) -> None:
     shop = shops["campaign"]
     with duckdb.connect(str(shop.warehouse), read_only=True) as con:
-        built = con.execute(f"select * from {SCORE_OUTCOMES}").df()
+        everything = con.execute(f"select * from {SCORE_OUTCOMES}").df()
+    built = everything[everything["source"] == "batch"].drop(columns="source")
     built["as_of"] = pd.to_datetime(built["as_of"]).dt.date
     keys = ["as_of", "customer_id"]
     built = built.sort_values(keys).reset_index(drop=True)
@@ -297,6 +342,18 @@ def test_score_outcomes_are_the_next_purchase_after_the_as_of_day(
     # Some customers have no purchase yet, and every date has some with one.
     assert built["next_order_id"].isna().any()
     assert built.groupby("as_of")["next_order_id"].count().min() > 0
+    # Online scores: one row per customer and date (the latest request), the same outcome.
+    online = everything[everything["source"] == "online"].drop(columns="source")
+    online["as_of"] = pd.to_datetime(online["as_of"]).dt.date
+    assert len(online) == len(built[built["as_of"] == JUDGED]) + ONLINE_FEW
+    same = online.merge(built, on=keys, suffixes=("", "_batch"), validate="1:1")
+    assert len(same) == len(online)
+    np.testing.assert_allclose(same["score"], same["score_batch"])
+    pd.testing.assert_series_equal(
+        same["next_order_id"].astype("Int64"),
+        same["next_order_id_batch"].astype("Int64"),
+        check_names=False,
+    )
 
 
 def _expected(shop: Shop, as_of: dt.date) -> dict[str, Any]:
@@ -337,6 +394,26 @@ def test_the_partition_date_is_reported_with_its_pending_customers(
     # Every date's figures, newest first.
     table = metadata["by_date"]
     assert table.index(str(NEWEST)) < table.index(str(JUDGED)) < table.index(str(DATES[0]))
+    # Online scores are judged on the one date with min_labelled labelled online customers.
+    assert metadata["online_dates"] == 1 and "online_roc_auc" in table
+
+
+def test_online_scores_are_judged_beside_the_batch(shops: dict[str, Shop]) -> None:
+    from orchestration.defs.monitoring.realised import load_performance
+
+    shop = shops["campaign"]
+    params = shop.resources["parameters"].load()
+    reg = shop.resources["registry"].open(params.registry)
+    performance = load_performance(shop.resources["warehouse"], reg, params, NEWEST)
+    (online,) = performance.online.to_dict("records")
+    expected = _expected(shop, JUDGED)
+    # The latest request of each customer is judged: the batch's scores, not the inverted.
+    assert online["as_of"] == JUDGED
+    assert online["n_labelled"] == expected["labelled"]
+    assert online["roc_auc"] == pytest.approx(expected["roc_auc"])
+    assert online["lift_at_10"] == pytest.approx(expected["lift_at_10"])
+    page = Path(shop.metadata("report")["report"]).read_text(encoding="utf-8")
+    assert "online_roc_auc" in page
 
 
 def test_the_campaign_is_flagged_by_the_performance_check(shops: dict[str, Shop]) -> None:

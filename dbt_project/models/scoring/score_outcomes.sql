@@ -4,7 +4,8 @@
     target brand). Facts only: how many days after the as-of date it came and how many
     days the warehouse has seen since. The label horizon (parameters.yaml
     monitoring.label_horizon_days) is applied by the asset that reads this table
-    (orchestration/defs/monitoring/realised.py), so a changed horizon needs no rebuild. -#}
+    (orchestration/defs/monitoring/realised.py), so a changed horizon needs no rebuild.
+    Batch and online scores are put together first (`source`), so one join judges both. -#}
 {{ config(materialized='table', schema='marts') }}
 
 with
@@ -12,6 +13,12 @@ with
 scores as (
 
     select * from {{ ref('stg_ml__customer_scores') }}
+
+),
+
+online_predictions as (
+
+    select * from {{ ref('stg_ml__online_predictions') }}
 
 ),
 
@@ -28,9 +35,71 @@ data_clock as (
 
 ),
 
+latest_online as (
+
+    -- A customer asked for several times on one as_of date: the latest answer is the one
+    -- judged, as the latest publication of a date is for the batch.
+    select
+        *,
+        row_number() over (
+            partition by customer_id, as_of
+            order by requested_at desc, model_version desc, features_hash desc
+        ) as recency
+
+    from online_predictions
+
+),
+
+scored as (
+
+    select
+        customer_id,
+        as_of,
+        'batch' as source,  -- noqa: RF04
+        model_name,
+        model_version,
+        score,
+        decile,
+        cast(null as {{ dbt.type_timestamp() }}) as requested_at,
+        -- customer_features see the purchases before the start of the as-of day (UTC):
+        -- the next purchase is the first from that instant on.
+        cast(as_of as {{ dbt.type_timestamp() }}) as scored_from
+
+    from scores
+
+    union all
+
+    select
+        customer_id,
+        as_of,
+        'online' as source,  -- noqa: RF04
+        model_name,
+        model_version,
+        score,
+        cast(null as {{ dbt.type_int() }}) as decile,
+        requested_at,
+        cast(as_of as {{ dbt.type_timestamp() }}) as scored_from
+
+    from latest_online
+    where recency = 1
+
+),
+
+scored_days as (
+
+    -- The next purchase depends on the customer and the date, not on who scored them.
+    select distinct
+        customer_id,
+        as_of,
+        scored_from
+
+    from scored
+
+),
+
 first_scored as (
 
-    select cast(min(as_of) as {{ dbt.type_timestamp() }}) as scored_from from scores
+    select min(scored_from) as scored_from from scored_days
 
 ),
 
@@ -45,38 +114,21 @@ purchases as (
 
 ),
 
-scored as (
-
-    select
-        customer_id,
-        as_of,
-        model_name,
-        model_version,
-        score,
-        decile,
-        -- customer_features see the purchases before the start of the as-of day (UTC):
-        -- the next purchase is the first from that instant on.
-        cast(as_of as {{ dbt.type_timestamp() }}) as scored_from
-
-    from scores
-
-),
-
 next_order_numbers as (
 
     -- Purchases are numbered by (order time, order id): the first one from scored_from
     -- on has the smallest number.
     select
-        scored.customer_id,
-        scored.as_of,
+        scored_days.customer_id,
+        scored_days.as_of,
         min(purchases.order_number) as order_number
 
-    from scored
+    from scored_days
     inner join purchases
         on
-            scored.customer_id = purchases.customer_id
-            and scored.scored_from <= purchases.ordered_at
-    group by scored.customer_id, scored.as_of
+            scored_days.customer_id = purchases.customer_id
+            and scored_days.scored_from <= purchases.ordered_at
+    group by scored_days.customer_id, scored_days.as_of
 
 ),
 
@@ -102,10 +154,12 @@ final as (
     select
         scored.customer_id,
         scored.as_of,
+        scored.source,
         scored.model_name,
         scored.model_version,
         scored.score,
         scored.decile,
+        scored.requested_at,
         next_orders.order_id as next_order_id,
         next_orders.ordered_at as next_ordered_at,
         next_orders.has_target_brand as next_order_has_target_brand,

@@ -127,6 +127,18 @@ def _performance_section(
             f"{monitoring.min_labelled:,} labelled customers; the dashed lines are the "
             f"scoring model's ROC-AUC and {html.escape(lift)} on its test window.</p>",
             _image(pngs, "realised_performance"),
+            _online_note(performance, monitoring.min_labelled),
             _table(display_table(performance)),
         ]
+    )
+
+
+def _online_note(performance: Performance, min_labelled: int) -> str:
+    if performance.online.empty:
+        return ""
+    return (
+        '<p class="note">Columns <code>online_*</code>: the scores the online API served '
+        "(the latest request of a customer and date), judged the same way, on the dates "
+        f"with {min_labelled:,} labelled online customers; the check judges the batch "
+        "scores only.</p>"
     )

@@ -2,6 +2,9 @@
 scored as-of date, with the `performance` check (performance.py) of the newest date that
 has enough of them.
 
+Kept whole: one asset, the reading of score_outcomes it needs for both sources of scores,
+and the tables it shows; performance.py holds the check, page.py the report's page.
+
 Outcomes are dbt's `score_outcomes` (marts.score_outcomes): for every published score,
 the customer's next purchase after the as-of date, labelled as training_examples label
 purchase k. The score is the probability that the next order holds a target brand *given*
@@ -11,6 +14,11 @@ since the date, and unlabelled once the horizon has passed without an order. Eve
 up to the partition's is recomputed at each materialisation, as outcomes keep arriving,
 for the customers of the monitoring sample (reference.MonitoringSample: all of them up to
 monitoring.sample_size), so that its cost does not grow with the shop.
+
+Online scores (the serving API's, source `online` in score_outcomes: the latest request
+per customer and date) are judged the same way and shown beside the batch's, for the dates
+with monitoring.min_labelled labelled online customers of the same sample; the
+`performance` check judges the batch scores only, which score every customer.
 """
 
 import datetime as dt
@@ -42,6 +50,9 @@ from orchestration.settings import Parameters
 
 SCORE_OUTCOMES = "marts.score_outcomes"
 SCORE_OUTCOMES_KEY = get_asset_key_for_model([scoring_models], "score_outcomes")
+BATCH, ONLINE = "batch", "online"
+# The online figures shown beside the batch's, per date.
+ONLINE_COLUMNS = ["as_of", "scored", "n_labelled", "positive_rate", "mean_score", "roc_auc"]
 # The evaluation-time metrics read from the scoring model's MLflow run.
 EVAL_PREFIX = "eval_"
 
@@ -71,6 +82,9 @@ class Performance:
     lift_column: str
     # The customers read, chosen by the number scored as of ``as_of``.
     sample: MonitoringSample
+    # The online scores' realised figures (ONLINE_COLUMNS and the lift), one row per date
+    # with min_labelled labelled online customers.
+    online: pd.DataFrame
 
     def row(self, as_of: dt.date) -> pd.Series:
         return self.table.loc[self.table["as_of"] == as_of].iloc[0]
@@ -87,7 +101,11 @@ def load_performance(
             "build score_outcomes from ml.customer_scores) first"
         )
     sample = MonitoringSample.counted(
-        warehouse, SCORE_OUTCOMES, monitoring.sample_size, "as_of = ?", [as_of]
+        warehouse,
+        SCORE_OUTCOMES,
+        monitoring.sample_size,
+        "as_of = ? and source = ?",
+        [as_of, BATCH],
     )
     rows, counts = read_outcomes(warehouse, as_of, monitoring.label_horizon_days, sample)
     if as_of not in set(counts["as_of"]):
@@ -118,17 +136,51 @@ def load_performance(
         ]
     table["model"] = [models[v].label for v in table["model_version"]]
     return Performance(
-        as_of=as_of, table=table, models=models, lift_column=lift_columns[0], sample=sample
+        as_of=as_of,
+        table=table,
+        models=models,
+        lift_column=lift_columns[0],
+        sample=sample,
+        online=online_performance(warehouse, params, as_of, sample),
     )
 
 
+def online_performance(
+    warehouse: WarehouseResource, params: Parameters, as_of: dt.date, sample: MonitoringSample
+) -> pd.DataFrame:
+    """The online scores' realised figures of every date up to ``as_of`` with
+    monitoring.min_labelled labelled online customers of ``sample``, judged as the batch's
+    are (read_outcomes, ml.realised.realised_performance)."""
+    monitoring, evaluation = params.monitoring, params.evaluation
+    lift = f"lift_at_{evaluation.top_k_percents[0]:g}"
+    rows, counts = read_outcomes(
+        warehouse, as_of, monitoring.label_horizon_days, sample, source=ONLINE
+    )
+    if counts.empty:
+        return pd.DataFrame(columns=[*ONLINE_COLUMNS, lift])
+    realised = realised_performance(
+        rows[["customer_id", "as_of", "score"]],
+        rows.loc[rows["label"].notna(), ["customer_id", "as_of", "label"]],
+        top_k_percents=evaluation.top_k_percents,
+        min_labelled=monitoring.min_labelled,
+    )
+    table = counts.merge(realised, on="as_of", how="inner", validate="1:1")
+    judged = table[table["n_labelled"] >= monitoring.min_labelled]
+    return judged[[*ONLINE_COLUMNS, lift]].reset_index(drop=True)
+
+
 def read_outcomes(
-    warehouse: WarehouseResource, as_of: dt.date, horizon_days: int, sample: MonitoringSample
+    warehouse: WarehouseResource,
+    as_of: dt.date,
+    horizon_days: int,
+    sample: MonitoringSample,
+    source: str = BATCH,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """From marts.score_outcomes, for every date up to ``as_of`` and the sample's
-    customers: the labelled and pending customers (customer_id, as_of, score, label; NaN
-    while pending), and per date the scoring model, the customers scored and those
-    unlabelled (no order in the horizon)."""
+    """From marts.score_outcomes, for every date up to ``as_of``, the sample's customers
+    and one source: the labelled and pending customers (customer_id, as_of, score, label;
+    NaN while pending), and per date the scoring model, the customers scored and those
+    unlabelled (no order in the horizon). One model must have scored a batch date; online
+    requests of a date may have been served by several (its smallest is named)."""
     classified = f"""
         select
             customer_id,
@@ -140,7 +192,7 @@ def read_outcomes(
             coalesce(days_to_next_order < {horizon_days:d}, false) as labelled,
             coalesce(days_observed < {horizon_days:d}, true) as watched
         from {SCORE_OUTCOMES}
-        where as_of <= ? and {sample.where()}
+        where as_of <= ? and source = ? and {sample.where()}
     """
     with warehouse.connect(read_only=True) as con:
         rows = con.execute(
@@ -148,7 +200,7 @@ def read_outcomes(
                        case when labelled then next_order_has_target_brand end as label
                 from ({classified}) where labelled or watched
                 order by as_of, customer_id""",
-            [as_of],
+            [as_of, source],
         ).df()
         counts = con.execute(
             f"""select as_of,
@@ -158,12 +210,12 @@ def read_outcomes(
                        count(*) as scored,
                        count(*) filter (where not labelled and not watched) as n_unlabelled
                 from ({classified}) group by as_of order by as_of""",
-            [as_of],
+            [as_of, source],
         ).df()
     for frame in (rows, counts):
         frame["as_of"] = pd.to_datetime(frame["as_of"]).dt.date
     several = counts[counts["models"] > 1]
-    if len(several):
+    if source == BATCH and len(several):
         raise ValueError(
             f"{SCORE_OUTCOMES} holds scores of more than one model as of "
             f"{', '.join(str(d) for d in several['as_of'])}: rebuild it from ml.customer_scores"
@@ -236,6 +288,7 @@ def realised_performance_asset(
             "sample": performance.sample.describe(),
             "performance_status": judgement.status,
             "dates": len(performance.table),
+            "online_dates": len(performance.online),
             "by_date": dg.MetadataValue.md(markdown_table(performance)),
             "summary": summary(performance, judgement),
         },
@@ -294,10 +347,18 @@ DISPLAY_COLUMNS = [
 
 
 def display_table(performance: Performance) -> pd.DataFrame:
-    """The table people read: newest date first, the headline lift beside AUC."""
+    """The table people read: newest date first, the headline lift beside AUC, and the
+    online scores' figures (``online_*``) beside the batch's, on the dates judged online
+    (a date judged online only has its own row), when there are any."""
     lift = performance.lift_column
     columns = [*DISPLAY_COLUMNS, lift, f"eval_{lift}", "reason"]
-    return performance.table[columns].iloc[::-1].reset_index(drop=True)
+    if performance.online.empty:
+        return performance.table[columns].iloc[::-1].reset_index(drop=True)
+    online = performance.online[[*ONLINE_COLUMNS, lift]]
+    online = online.rename(columns={c: f"online_{c}" for c in online.columns if c != "as_of"})
+    table = performance.table[columns].merge(online, on="as_of", how="outer", validate="1:1")
+    table = table.sort_values("as_of", ascending=False, kind="stable")
+    return table.reset_index(drop=True)
 
 
 def markdown_table(performance: Performance) -> str:
