@@ -8,15 +8,12 @@ never be the raw dataset. Reads are query jobs turned into DataFrames (through t
 BigQuery Storage Read API when it is installed and not turned off); writes are load jobs
 and, to publish, a copy job (see `BigQueryWarehouseResource.publish_scores`); the online
 predictions are appended by a load job and one INSERT (`append_absent`).
-
-Kept whole: one resource and the private helpers of its jobs (schema, partitioning, the
-transaction and the JSON rows), which nothing else uses.
+The statements and job settings it sends are built in orchestration/bigquery_jobs.py.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -26,6 +23,8 @@ from typing import TYPE_CHECKING, Any
 import dagster as dg
 import pandas as pd
 
+from orchestration import bigquery_jobs as jobs
+from orchestration.bigquery_jobs import CLUSTERING, PARTITION_COLUMN, SCORES_COLUMNS
 from orchestration.bigquery_partitions import (
     check_dataset_id,
     check_project_id,
@@ -41,19 +40,6 @@ if TYPE_CHECKING:
 
 # The logical dataset of the scores in the steps' table names; BigQuery's is a setting.
 SCORES_DATASET = "ml"
-# ml.customer_scores, column by column (DESIGN.md's scores contract, the order the
-# customer_scores asset writes): the staged and the published table both have it.
-SCORES_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("customer_id", "INT64"),
-    ("score", "FLOAT64"),
-    ("decile", "INT64"),
-    ("model_name", "STRING"),
-    ("model_version", "STRING"),
-    ("as_of", "DATE"),
-    ("scored_at", "TIMESTAMP"),
-)
-PARTITION_COLUMN = "as_of"
-CLUSTERING = ["customer_id"]
 _TRUE = ("1", "true", "yes", "on")
 
 
@@ -168,7 +154,7 @@ class BigQueryWarehouseResource(dg.ConfigurableResource):  # type: ignore[type-a
                 timeout=self.timeout,
             ).result(timeout=self.timeout)
             frame = rows.to_dataframe(create_bqstorage_client=self.storage_read_api)
-        return _like_duckdb(frame)
+        return jobs.like_duckdb(frame)
 
     def has_table(self, table: str) -> bool:
         from google.api_core.exceptions import NotFound
@@ -204,16 +190,16 @@ class BigQueryWarehouseResource(dg.ConfigurableResource):  # type: ignore[type-a
         staged = f"{table}__staged"
         config = bigquery.LoadJobConfig(
             source_format=bigquery.SourceFormat.NEWLINE_DELIMITED_JSON,
-            schema=_schema(),
+            schema=jobs.schema(),
             write_disposition=bigquery.WriteDisposition.WRITE_TRUNCATE,
-            time_partitioning=_partitioning(),
+            time_partitioning=jobs.partitioning(),
             clustering_fields=CLUSTERING,
             job_timeout_ms=int(self.timeout * 1000),
         )
         with self.client() as client:
             client.create_dataset(self.scores_dataset, exists_ok=True, timeout=self.timeout)
             client.load_table_from_file(
-                BytesIO(_ndjson(scores[expected])),
+                BytesIO(jobs.ndjson(scores[expected])),
                 self.table_id(staged),
                 job_config=config,
                 timeout=self.timeout,
@@ -248,7 +234,7 @@ class BigQueryWarehouseResource(dg.ConfigurableResource):  # type: ignore[type-a
             # Staged and checked; the old partition is still the published one.
             pause_point("scores-publishing")
             if self.replace_with_transaction:
-                self._query(client, _transaction(source, target, as_of))
+                self._query(client, jobs.transaction(source, target, as_of))
             else:
                 partition = f"${as_of:%Y%m%d}"
                 client.copy_table(
@@ -291,7 +277,7 @@ class BigQueryWarehouseResource(dg.ConfigurableResource):  # type: ignore[type-a
         from google.cloud import bigquery
 
         target, source = self.table_id(table), self.table_id(f"{table}__incoming")
-        schema = _schema(columns)
+        schema = jobs.schema(columns)
         with self.client() as client:
             client.create_dataset(target.split(".")[1], exists_ok=True, timeout=self.timeout)
             created = bigquery.Table(target, schema=schema)
@@ -302,14 +288,14 @@ class BigQueryWarehouseResource(dg.ConfigurableResource):  # type: ignore[type-a
             if rows.empty:
                 return 0
             client.load_table_from_file(
-                BytesIO(_ndjson(rows[[name for name, _ in columns]], columns)),
+                BytesIO(jobs.ndjson(rows[[name for name, _ in columns]], columns)),
                 source,
-                job_config=_load_config(columns, int(self.timeout * 1000)),
+                job_config=jobs.load_config(columns, int(self.timeout * 1000)),
                 timeout=self.timeout,
             ).result(timeout=self.timeout)
             after = pd.Timestamp(rows[since].min()).to_pydatetime()
             job = client.query(
-                _append_absent_sql(source, target, columns, since, after),
+                jobs.append_absent_sql(source, target, columns, since, after),
                 job_config=self._query_config(),
                 timeout=self.timeout,
             )
@@ -332,7 +318,7 @@ class BigQueryWarehouseResource(dg.ConfigurableResource):  # type: ignore[type-a
         [row] = self._query(
             client,
             "select count(*) as total, "
-            f"countif(as_of is null or as_of != {_date(as_of)}) as other from `{staged}`",
+            f"countif(as_of is null or as_of != {jobs.date(as_of)}) as other from `{staged}`",
         )
         if row["other"]:
             raise ValueError(
@@ -344,8 +330,8 @@ class BigQueryWarehouseResource(dg.ConfigurableResource):  # type: ignore[type-a
     def _ensure_scores_table(self, client: bigquery.Client, target: str) -> None:
         from google.cloud import bigquery
 
-        table = bigquery.Table(target, schema=_schema())
-        table.time_partitioning = _partitioning()
+        table = bigquery.Table(target, schema=jobs.schema())
+        table.time_partitioning = jobs.partitioning()
         table.clustering_fields = CLUSTERING
         table = client.create_table(table, exists_ok=True, timeout=self.timeout)
         partitioning = table.time_partitioning
@@ -354,89 +340,3 @@ class BigQueryWarehouseResource(dg.ConfigurableResource):  # type: ignore[type-a
                 f"{target} exists but is not partitioned by {PARTITION_COLUMN}: its partitions "
                 "cannot be replaced one at a time (recreate it, or name another scores dataset)"
             )
-
-
-def _schema(columns: Sequence[tuple[str, str]] = SCORES_COLUMNS) -> list[bigquery.SchemaField]:
-    from google.cloud import bigquery
-
-    return [bigquery.SchemaField(name, kind) for name, kind in columns]
-
-
-def _load_config(columns: Sequence[tuple[str, str]], timeout_ms: int) -> bigquery.LoadJobConfig:
-    """Rows to append, loaded whole over what was loaded before."""
-    from google.cloud import bigquery
-
-    return bigquery.LoadJobConfig(
-        source_format=bigquery.SourceFormat.NEWLINE_DELIMITED_JSON,
-        schema=_schema(columns),
-        write_disposition=bigquery.WriteDisposition.WRITE_TRUNCATE,
-        job_timeout_ms=timeout_ms,
-    )
-
-
-def _timestamp(instant: dt.datetime) -> str:
-    """A TIMESTAMP literal of a naive UTC instant, built from a datetime (nothing to inject)."""
-    return f"TIMESTAMP '{instant.replace(tzinfo=None).isoformat(sep=' ')}+00:00'"
-
-
-def _append_absent_sql(
-    source: str, target: str, columns: Sequence[tuple[str, str]], since: str, after: dt.datetime
-) -> str:
-    names = ", ".join(name for name, _ in columns)
-    return (
-        f"INSERT INTO `{target}` ({names})\n"
-        f"SELECT {names} FROM `{source}`\n"
-        "EXCEPT DISTINCT\n"
-        f"SELECT {names} FROM `{target}` WHERE {since} >= {_timestamp(after)}"
-    )
-
-
-def _partitioning() -> bigquery.TimePartitioning:
-    from google.cloud import bigquery
-
-    return bigquery.TimePartitioning(
-        type_=bigquery.TimePartitioningType.DAY, field=PARTITION_COLUMN
-    )
-
-
-def _date(day: dt.date) -> str:
-    """A DATE literal. Built from a date, so nothing can be injected; a literal and not a
-    query parameter because the emulator does not bind parameters in scripts."""
-    return f"DATE '{dt.date(day.year, day.month, day.day).isoformat()}'"
-
-
-def _transaction(source: str, target: str, as_of: dt.date) -> str:
-    columns = ", ".join(name for name, _ in SCORES_COLUMNS)
-    return (
-        "BEGIN TRANSACTION;\n"
-        f"DELETE FROM `{target}` WHERE as_of = {_date(as_of)};\n"
-        f"INSERT INTO `{target}` ({columns}) SELECT {columns} FROM `{source}`;\n"
-        "COMMIT TRANSACTION;"
-    )
-
-
-def _ndjson(frame: pd.DataFrame, columns: Sequence[tuple[str, str]] = SCORES_COLUMNS) -> bytes:
-    """Rows as newline-delimited JSON in the text forms BigQuery's loader reads."""
-    out = frame.copy()
-    for name, kind in columns:
-        if kind == "DATE":
-            out[name] = pd.to_datetime(out[name]).dt.strftime("%Y-%m-%d")
-        elif kind == "TIMESTAMP":
-            out[name] = pd.to_datetime(out[name], utc=True).dt.strftime(
-                "%Y-%m-%d %H:%M:%S.%f+00:00"
-            )
-    # to_dict gives Python's own numbers, whose JSON keeps every digit of a score.
-    records = out.astype(object).where(out.notna(), None).to_dict(orient="records")
-    return "\n".join(json.dumps(record) for record in records).encode()
-
-
-def _like_duckdb(frame: pd.DataFrame) -> pd.DataFrame:
-    """Dates and timestamps as naive datetime64 (UTC), as the DuckDB warehouse's reads
-    give them, so that the steps see one shape of frame from either engine."""
-    for name in frame.columns:
-        column = frame[name]
-        if str(column.dtype) == "dbdate":
-            frame[name] = pd.to_datetime(column.astype("object")).astype("datetime64[us]")
-        elif isinstance(column.dtype, pd.DatetimeTZDtype):
-            frame[name] = column.dt.tz_convert("UTC").dt.tz_localize(None)
-    return frame
