@@ -71,14 +71,15 @@ def test_no_label_is_learnt_before_its_moment_plus_the_delay() -> None:
     X, y = stream(600, 3, learnable=True)
     spy = Spy(["prior_target_brand_share"], ["gender"], label_delay_days=DELAY_DAYS)
     progressive_validation(spy, X, y)
-    delay = pd.Timedelta(days=DELAY_DAYS)
+    # Moments reach the model as seconds since the epoch.
+    delay = DELAY_DAYS * 86400
     informed = [(moment, newest) for moment, newest in spy.asked if newest is not None]
     # Most questions came after some learning (the test is not vacuous)...
     assert len(informed) > 400
     # ...and every label learnt before a question was due by that question's moment.
     assert all(newest + delay <= moment for moment, newest in informed)
     # A question a few hours past the first label's due moment has seen it.
-    assert min(spy.learnt) + delay + pd.Timedelta(days=2) > min(m for m, _ in informed)
+    assert min(spy.learnt) + delay + 2 * 86400 > min(m for m, _ in informed)
     assert len(spy.learnt) == len(X)
 
 
@@ -114,6 +115,9 @@ def test_fit_is_learning_in_time_order_and_scores_like_a_scorer() -> None:
     ):
         by_hand.learn_one(row, label)
     np.testing.assert_allclose(fitted.predict_proba(X), by_hand.predict_proba(X))
+    quick = model().fit(X, y, progressive=False)
+    assert quick.progressive_ is None
+    np.testing.assert_allclose(quick.predict_proba(X), fitted.predict_proba(X))
     scorer: Scorer = fitted
     assert scorer.is_probability and scorer.name == "online"
     copy = pickle.loads(pickle.dumps(fitted))

@@ -13,7 +13,7 @@ import pandas as pd
 from ml import higher_is_better
 from ml.metrics import Evaluation, slice_comparison
 from ml.tuning import Tuning
-from orchestration.defs.training.candidates import CATBOOST, LOGISTIC, MODELS, REFERENCES
+from orchestration.defs.training.candidates import CATBOOST, LOGISTIC, MODELS, ONLINE, REFERENCES
 
 
 def markdown_table(frame: pd.DataFrame, digits: int = 4) -> str:
@@ -123,7 +123,8 @@ def calibration_sentence(calibration: pd.DataFrame, name: str) -> str:
 
 
 def model_title(name: str) -> str:
-    return {CATBOOST: "CatBoost", LOGISTIC: "Logistic-regression"}.get(name, name)
+    titles = {CATBOOST: "CatBoost", LOGISTIC: "Logistic-regression", ONLINE: "Online (River)"}
+    return titles.get(name, name)
 
 
 def tuning_sentence(tuning: Tuning | None) -> str:
