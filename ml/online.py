@@ -17,8 +17,8 @@ checkpoints are ``progressive_``. A constant delay reveals labels in time order,
 model ``fit`` leaves is the one learning in time order without a delay leaves.
 
 The model: the numeric features standardised by River's running ``StandardScaler``
-(NULL: the key is left out, which after scaling is the running mean) plus one-hot
-categoricals (``column=value``; NULL a level of its own), into River's
+(NULL: the key is left out, which after scaling is the running mean) beside one-hot
+categoricals (``column=value``; NULL a level of its own), unscaled, into River's
 ``LogisticRegression`` trained by SGD. River models are not safe for concurrent
 ``learn_one``: whoever serves one must let a single thread learn (serving/online.py).
 """
@@ -33,7 +33,7 @@ from typing import Any, Self
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-from river import base, evaluate, linear_model, metrics, optim, preprocessing
+from river import base, compose, evaluate, linear_model, metrics, optim, preprocessing
 
 from ml.baselines import _check_fitted
 
@@ -103,7 +103,13 @@ class OnlineModel(base.Classifier):
         return x
 
     def _start(self) -> None:
-        self.pipeline_ = preprocessing.StandardScaler() | linear_model.LogisticRegression(
+        # Only the numeric values are standardised: River's scaler keeps statistics of the
+        # values it sees, and an indicator is only seen as 1 (variance 0), which it would
+        # turn into 0 and so erase every categorical feature.
+        scaled = compose.FuncTransformer(_numeric) | preprocessing.StandardScaler()
+        self.pipeline_ = (
+            scaled + compose.FuncTransformer(_indicators)
+        ) | linear_model.LogisticRegression(
             optimizer=optim.SGD(self.learning_rate),
             intercept_lr=self.learning_rate,
             l2=self.l2,
@@ -168,6 +174,14 @@ class OnlineModel(base.Classifier):
             dtype=np.float64,
             count=len(rows),
         )
+
+
+def _numeric(x: dict[Hashable, float]) -> dict[Hashable, float]:
+    return {k: v for k, v in x.items() if not (isinstance(k, str) and "=" in k)}
+
+
+def _indicators(x: dict[Hashable, float]) -> dict[Hashable, float]:
+    return {k: v for k, v in x.items() if isinstance(k, str) and "=" in k}
 
 
 def _is_nan(value: Any) -> bool:

@@ -94,7 +94,7 @@ class Measured:
         if self.online_selection is None:
             return batch
         if self.online_selection.chosen == ONLINE:
-            return f"{self.online_selection.sentence()} (over {batch})"
+            return f"{self.online_selection.sentence()}; of the batch models: {batch}"
         return f"{batch}; {ONLINE}: {self.online_selection.comparison.sentence()}"
 
     def progressive(self) -> pd.DataFrame | None:
@@ -296,17 +296,24 @@ def _evaluate_all(
 def _calibration(backtest: Backtest, y: np.ndarray, bins: int) -> pd.DataFrame:
     """Per model: calibration errors on the pooled test rows before and after Platt
     scaling, and whether every fold's ROC-AUC is unchanged by it (it must be: each fold's
-    mapping is increasing; so is the pooled AUC, which counts pairs within a fold)."""
+    mapping is increasing; so is the pooled AUC, which counts pairs within a fold); the
+    online model, not Platt-scaled, as learnt."""
     rows = []
     folds = backtest.test[FOLD].to_numpy()
-    for name, raw in backtest.uncalibrated.items():
-        calibrated = backtest.scores[name]
+    stages = {
+        name: (("before", raw), ("after", backtest.scores[name]))
+        for name, raw in backtest.uncalibrated.items()
+    }
+    if ONLINE in backtest.scores:
+        stages[ONLINE] = (("as learnt", backtest.scores[ONLINE]),)
+    for name, staged in stages.items():
+        raw, calibrated = staged[0][1], staged[-1][1]
         unchanged = all(
             metric_value("roc_auc", y[rows_of], raw[rows_of])
             == metric_value("roc_auc", y[rows_of], calibrated[rows_of])
             for rows_of in (backtest.fold_rows(f.number) for f in backtest.folds)
         )
-        for stage, values in (("before", raw), ("after", calibrated)):
+        for stage, values in staged:
             errors = calibration_errors(y, values, bins)
             rows.append(
                 {
