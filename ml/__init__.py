@@ -1,5 +1,6 @@
 """nextbuy's pure machine-learning library: time-gapped split, the CatBoost propensity
-model, rule baselines, metrics with a paired bootstrap, and comparison plots.
+model, the online challenger (River), rule baselines, metrics with a paired bootstrap,
+and comparison plots.
 
 No Dagster, no warehouse I/O: callers pass DataFrames shaped like the dbt marts and the
 values of parameters.yaml, and get arrays, frames, dataclasses and figures back.
@@ -26,6 +27,7 @@ from ml.metrics import (
     roc_auc,
 )
 from ml.model import PropensityModel
+from ml.online import OnlineModel
 from ml.plots import calibration_figure, gains_figure, roc_figure
 from ml.realised import realised_performance
 from ml.split import SplitWindows, TimeSplit, time_gapped_split
@@ -37,6 +39,7 @@ __all__ = [
     "DriftReport",
     "Evaluation",
     "LogisticModel",
+    "OnlineModel",
     "OverallRate",
     "PriorShareRule",
     "PropensityModel",

@@ -5,6 +5,9 @@ training gets `split`, `model`, `evaluation`; the gate `gate`; scoring `scoring`
 dbt and the Great Expectations suites need is derived here, in `dbt_vars` and
 `suite_parameters`, and nowhere else. A wrong or missing setting fails at load time with
 an error that names it (``model.catboost.depth``), not deep inside a run.
+
+Kept whole: one section class per parameters.yaml section, each a few lines, and the one
+loader that validates them together; split, a setting would have two homes to look in.
 """
 
 from __future__ import annotations
@@ -107,6 +110,35 @@ class ChallengerSettings(_Section):
             "indicator_features": list(self.indicator_features),
             "cross_with": self.cross_with,
             "C": self.C,
+        }
+
+
+class OnlineSettings(_Section):
+    """The online-learning challenger (ml/online.py)."""
+
+    enabled: bool
+    numeric_features: tuple[str, ...]
+    categorical_features: tuple[str, ...]
+    learning_rate: float = Field(gt=0)
+    l2: float = Field(ge=0)
+    checkpoints: int = Field(ge=1)
+
+    @model_validator(mode="after")
+    def _some_feature(self) -> OnlineSettings:
+        if not (self.numeric_features or self.categorical_features):
+            raise ValueError("the online model needs at least one feature")
+        return self
+
+    def estimator_params(self, label_delay_days: int) -> dict[str, Any]:
+        """Keyword arguments of `ml.OnlineModel`; the label delay is monitoring's label
+        horizon (how long a scored customer's outcome can take to arrive)."""
+        return {
+            "numeric_features": list(self.numeric_features),
+            "categorical_features": list(self.categorical_features),
+            "learning_rate": self.learning_rate,
+            "l2": self.l2,
+            "checkpoints": self.checkpoints,
+            "label_delay_days": label_delay_days,
         }
 
 
@@ -237,6 +269,7 @@ class Parameters(_Section):
     model: ModelSettings
     tuning: TuningSettings
     challenger: ChallengerSettings
+    online: OnlineSettings
     evaluation: EvaluationSettings
     gate: GateSettings
     registry: RegistrySettings

@@ -65,7 +65,7 @@ if TYPE_CHECKING:
 MODEL_ARTIFACT = "model"
 # Pinned in the logged model's requirements.txt: MLflow infers nothing (inference loads
 # the model in a subprocess), and nextbuy itself must be installed wherever it is loaded.
-REQUIREMENTS = ("mlflow", "catboost", "pandas", "numpy", "cloudpickle")
+REQUIREMENTS = ("mlflow", "catboost", "river", "pandas", "numpy", "cloudpickle")
 
 # Rows of the logged model's input example, and rows its signature is inferred from (the
 # types come from the columns' dtypes; every column is then marked optional, so NULLs the

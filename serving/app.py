@@ -1,5 +1,5 @@
-"""The online scoring API: `POST /score`, `GET /model`, `GET /health` (and FastAPI's
-/docs and /openapi.json).
+"""The online scoring API: `POST /score`, `POST /learn`, `GET /model`, `GET /health` (and
+FastAPI's /docs and /openapi.json). /learn feeds an online champion (serving/online.py).
 
 ``create_app`` builds the application; its lifespan starts the scoring service (compile
 the dbt chain, copy the warehouse, load the champion, start the workers and the poller)
@@ -22,13 +22,20 @@ from fastapi.responses import JSONResponse
 from orchestration.environment import Environment, disable_telemetry
 from serving.compiled import CompiledFeatures
 from serving.features import History
-from serving.schemas import ScoreRequest, ScoreResponse
+from serving.schemas import LearnRequest, LearnResponse, ScoreRequest, ScoreResponse
 from serving.service import Job, ScoreError, ScoringService, ServingConfig
 
 # A history item takes well under this many bytes of JSON; a body beyond
 # max_items * this is refused before it is parsed.
 BYTES_PER_ITEM = 2048
 _BODY_SLACK = 64 * 1024
+# What /score answers besides 200 (/learn: the same but 413, and 409).
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    404: {"description": "Unknown customer, or no purchase before as_of."},
+    413: {"description": "A history of more than max_items items."},
+    422: {"description": "A malformed body (the field is named)."},
+    503: {"description": "Not ready (no champion or warehouse copy yet) or overloaded."},
+}
 
 
 def create_app(
@@ -79,12 +86,7 @@ def create_app(
         "/score",
         response_model=ScoreResponse,
         response_model_exclude_none=True,
-        responses={
-            404: {"description": "Unknown customer, or no purchase before as_of."},
-            413: {"description": "A history of more than max_items items."},
-            422: {"description": "A malformed body (the field is named)."},
-            503: {"description": "Not ready (no champion or warehouse copy yet) or overloaded."},
-        },
+        responses=_ERRORS,
     )
     async def score(body: ScoreRequest, include_features: bool = False) -> dict[str, Any]:
         """Score one customer: from the warehouse (``customer_id``) or from a purchase
@@ -111,16 +113,52 @@ def create_app(
             "features": dict(scored.features) if include_features else None,
         }
 
+    @app.post(
+        "/learn",
+        response_model=LearnResponse,
+        responses={
+            **{code: _ERRORS[code] for code in (404, 422, 503)},
+            409: {"description": "The champion is not an online model: nothing learns."},
+        },
+    )
+    async def learn(body: LearnRequest) -> dict[str, Any]:
+        """Feed a realised outcome to the online champion: the customer's features as of
+        ``as_of``, computed from the warehouse as /score computes them, learnt once by
+        the server's one learner."""
+        try:
+            service.learner()  # 409 before computing anything
+            job = Job(
+                customer_id=body.customer_id,
+                as_of=body.as_of,
+                history=None,
+                requested_at=dt.datetime.now(dt.UTC),
+                logged=False,
+            )
+            example = await asyncio.wrap_future(service.submit(job))
+            learnt = await asyncio.wrap_future(service.learn(example.features, body.label))
+        except ScoreError as e:
+            raise HTTPException(status_code=e.status_code, detail=e.detail) from None
+        return {
+            "customer_id": body.customer_id,
+            "as_of": example.as_of,
+            "label": body.label,
+            "score_before": learnt.score_before,
+            "learned": learnt.learned,
+            "model": example.model,
+        }
+
     @app.get("/model")
     async def model() -> dict[str, Any]:
         """The champion scoring now: name, version, scorer, training window, the gate's
-        decision and why it is champion."""
+        decision and why it is champion; an online champion's running metrics since it
+        was loaded (``online``)."""
         champion = service.champion
         if champion is None:
             raise HTTPException(
                 status_code=503, detail=service.errors.get("champion", "no champion loaded yet")
             )
-        return {**champion.info, "loaded_at": champion.loaded_at.isoformat()}
+        online = champion.learner.status() if champion.learner is not None else None
+        return {**champion.info, "loaded_at": champion.loaded_at.isoformat(), "online": online}
 
     @app.get("/health")
     async def health(response: Response) -> dict[str, Any]:

@@ -5,7 +5,8 @@ server reads it when it starts and again every few seconds (serving/service.py),
 swaps a newly loaded champion in whole, so a promotion or `nextbuy rollback` reaches
 online scores without a restart and no request sees a half-loaded model. A ``Champion``
 also carries what `GET /model` says about it: its scorer, training window and the gate's
-decision, as the registry recorded them.
+decision, as the registry recorded them. An online champion (ml/online.py) comes with
+its one learner (serving/online.py): it scores with the learner's published copy.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import pandas as pd
 from orchestration.environment import Environment
 from orchestration.registry import LoadedScorer, ModelRef, Registry
 from orchestration.settings import RegistrySettings
+from serving.online import OnlineLearner
 
 
 @dataclass(frozen=True)
@@ -30,9 +32,14 @@ class Champion:
     scorer: LoadedScorer
     info: dict[str, Any]
     loaded_at: dt.datetime
+    # The online champion's learner (None: a batch model or a rule, which do not learn).
+    learner: OnlineLearner | None = None
 
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
-        """One score per row of a customer_features frame, as the batch scores it."""
+        """One score per row of a customer_features frame, as the batch scores it (an
+        online champion: as it is after what /learn has fed it)."""
+        if self.learner is not None:
+            return self.learner.predict(frame)
         return self.scorer.predict(frame)
 
     @property
@@ -56,13 +63,19 @@ def open_registry(env: Environment, settings: RegistrySettings) -> Registry:
 
 
 def load_champion(registry: Registry, ref: ModelRef) -> Champion:
-    """Load ``ref``'s scorer and gather its description for `GET /model`."""
+    """Load ``ref``'s scorer and gather its description for `GET /model`; an online
+    model gets its learner (started: the caller stops it when it retires the champion)."""
+    from ml.online import OnlineModel
+
     scorer = registry.load_scorer(ref)
+    info = describe(registry, ref)
+    online = isinstance(scorer.scorer, OnlineModel)
     return Champion(
         ref=ref,
         scorer=scorer,
-        info=describe(registry, ref),
+        info=info,
         loaded_at=dt.datetime.now(dt.UTC),
+        learner=OnlineLearner(scorer.scorer, name=f"learner-v{ref.version}") if online else None,
     )
 
 

@@ -180,3 +180,32 @@ class ScoreResponse(BaseModel):
     features: dict[str, Any] | None = Field(
         None, description="The customer_features row scored (with ?include_features=true)."
     )
+
+
+class LearnRequest(BaseModel):
+    """A realised outcome: whether the next order of ``customer_id`` after ``as_of`` held
+    a target brand (training_examples' label)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"customer_id": 123, "as_of": "2026-11-05", "label": 1}]},
+    )
+
+    customer_id: int = Field(description="A customer of the warehouse.")
+    as_of: dt.date = Field(
+        description="The day the customer was scored as of: the features are computed as of it."
+    )
+    label: Literal[0, 1] = Field(
+        description="1: the next order held a target brand; 0: it held none."
+    )
+
+
+class LearnResponse(BaseModel):
+    customer_id: int
+    as_of: dt.date
+    label: int
+    score_before: float = Field(
+        description="The online champion's probability for the example before learning it."
+    )
+    learned: int = Field(description="Examples the online champion has learnt in this server.")
+    model: ModelSummary

@@ -38,6 +38,7 @@ from orchestration.environment import Environment, current_environment
 from serving.champion import Champion, load_champion, open_registry
 from serving.compiled import CompiledFeatures, compile_features
 from serving.features import FeatureEngine, History
+from serving.online import LearnerStopped, Learnt, OnlineLearner
 from serving.predictions import Prediction, PredictionLog
 from serving.snapshot import FileState, SnapshotError, WarehouseBusy, WarehouseSnapshot
 
@@ -104,6 +105,8 @@ class Job:
     history: History | None
     requested_at: dt.datetime
     future: Future[Scored] = field(default_factory=Future)
+    # False: the features of a /learn example, not a prediction for the log.
+    logged: bool = True
 
 
 @dataclass(frozen=True)
@@ -191,6 +194,8 @@ class ScoringService:
         if self._poller is not None:
             self._poller.join()
             self._poller = None
+        if self.champion is not None and self.champion.learner is not None:
+            self.champion.learner.stop()
         self.predictions.close()
 
     # -- requests -----------------------------------------------------------------------
@@ -211,6 +216,26 @@ class ScoringService:
                 503, f"{self.config.max_queue:,} requests are already waiting: try again"
             ) from None
         return job.future
+
+    def learn(self, row: Mapping[str, Any], label: int) -> Future[Learnt]:
+        """Queue one realised outcome for the online champion's learner."""
+        try:
+            return self.learner().submit(row, label)
+        except LearnerStopped as e:
+            raise ScoreError(503, f"{e}: try again") from None
+
+    def learner(self) -> OnlineLearner:
+        """The champion's learner; 409 when the champion does not learn online."""
+        champion = self.champion
+        if champion is None:
+            raise ScoreError(503, self.errors.get("champion", "no champion loaded yet"))
+        if champion.learner is None:
+            raise ScoreError(
+                409,
+                f"the champion {champion.ref.label()} does not learn online: /learn feeds "
+                "an online champion only (ml/online.py)",
+            )
+        return champion.learner
 
     def health(self) -> dict[str, Any]:
         features, champion = self.features, self.champion
@@ -267,6 +292,8 @@ class ScoringService:
             if current is not None and current.ref.version == ref.version:
                 return False
             self.champion = load_champion(self.registry, ref)
+            if current is not None and current.learner is not None:
+                current.learner.stop()  # what it learnt goes with it (serving/online.py)
         except Exception as e:  # keep serving with what is loaded
             self.errors["champion"] = f"{type(e).__name__}: {e}"
             log.exception("champion reload failed")
@@ -427,6 +454,8 @@ class ScoringService:
                     path=path,
                 )
             )
+            if not job.logged:
+                continue
             predictions.append(
                 Prediction(
                     customer_id=job.customer_id,

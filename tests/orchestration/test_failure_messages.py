@@ -90,6 +90,7 @@ BAD_SETTINGS = [
     ("campaign.target_brands", []),
     ("gate.margin", float("inf")),
     ("challenger.C", float("inf")),
+    ("online.learning_rate", 0),
     ("model.categorical_features", None),  # with no numeric or text features either: below
 ]
 

@@ -174,6 +174,7 @@ def history(tmp_path_factory: pytest.TempPathFactory) -> Iterator[History]:
     # CatBoost alone, untuned, with one tree of depth one: a worse candidate.
     worse_params = _test_parameters(trials=1, iterations=1, depth=1)
     worse_params["challenger"]["enabled"] = False
+    worse_params["online"]["enabled"] = False
     worse.write_text(yaml.safe_dump(worse_params))
     runs: dict[str, Snapshot] = {}
     with pytest.MonkeyPatch.context() as mp:

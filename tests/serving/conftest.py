@@ -111,9 +111,11 @@ def _test_parameters() -> dict[str, Any]:
     params = load_parameters().model_dump(mode="json")
     params["model"]["catboost"].update({"iterations": 200})
     params["evaluation"]["bootstrap_samples"] = 200
-    # Two backtest folds; CatBoost the only candidate (the served model has text features).
+    # Two backtest folds; CatBoost the only candidate (the served model has text features;
+    # tests/serving/test_learn.py registers an online model of its own).
     params["split"].update({"test_days": 60, "validation_days": 30, "folds": 2})
     params["challenger"]["enabled"] = False
+    params["online"]["enabled"] = False
     params["tuning"]["trials"] = 1
     # Short sequences, so that many histories are cut (the shop's longest has ~10 items).
     params["features"]["sequence_length"] = SEQUENCE_LENGTH

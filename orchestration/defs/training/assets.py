@@ -165,9 +165,11 @@ def candidate_model(
     parameters: ParametersResource,
     registry: RegistryResource,
 ) -> dg.Output[Candidate]:
-    """The candidate: CatBoost and the logistic challenger, each fitted, calibrated and
-    tested on every fold of a rolling-origin backtest of training_examples with the rule
-    baselines; the simpler model unless CatBoost is better beyond doubt. Measured on the
+    """The candidate: CatBoost, the logistic challenger and the online challenger, each
+    fitted (the online one by streaming the fold's examples in time order, measured by
+    progressive validation on the way) and tested on every fold of a rolling-origin
+    backtest of training_examples with the rule baselines; the simpler model unless a
+    more complex one is better beyond doubt (logistic, then CatBoost, then online). Measured on the
     pooled test rows against the rules (and, with the simulator's truth, the oracle and
     the observable ceiling), logged as an MLflow run (with the drift reference monitoring
     compares scored dates with) and registered as a new model version: the newest
@@ -225,6 +227,16 @@ def candidate_model(
         "backtest_test_examples": str(len(test)),
     }
     gate_metric = params.gate.metric
+    progressive = measured.progressive()
+    # The online model's running metrics on the registered fold's training stream.
+    online_metrics = (
+        {
+            f"online.progressive_{metric}": float(progressive[metric].iloc[-1])
+            for metric in ("roc_auc", "log_loss")
+        }
+        if progressive is not None
+        else {}
+    )
     description = (
         f"{model_title(name)} candidate {trained_on(windows, sizes)}; backtest of {folds} "
         f"test windows ({len(test):,} examples): {headline(metrics, name, gate_metric)}; "
@@ -248,6 +260,12 @@ def candidate_model(
             **{f"fit_seconds.{k}": v for k, v in backtest.fit_seconds.items()},
             "fit_seconds": sum(backtest.fit_seconds.values()),
             "folds": folds,
+            **online_metrics,
+            **(
+                {"online.selection.improvement": measured.online_selection.comparison.improvement}
+                if measured.online_selection is not None
+                else {}
+            ),
             **(
                 {"selection.improvement": measured.selection.comparison.improvement}
                 if measured.selection is not None
@@ -277,6 +295,7 @@ def candidate_model(
             "calibration": measured.calibration,
             **_model_tables(newest.scorers),
             **({"tuning_trials": tuning.table()} if tuning is not None else {}),
+            **({"online_progressive": progressive} if progressive is not None else {}),
         },
         input_example=newest.split.test.head(5),
         features=newest.split.test,
@@ -298,6 +317,7 @@ def candidate_model(
         [
             *metric_names(list(evaluation.top_k_percents)),
             *(f"baseline.{s}.{gate_metric}" for s in measured.evaluations if s != name),
+            *online_metrics,
             "fit_seconds",
         ]
     )
@@ -364,6 +384,20 @@ def candidate_model(
             "trees": backtest.trees,
             "tuning": tuning_sentence(tuning),
             "fit_seconds": round(sum(backtest.fit_seconds.values()), 2),
+            **online_metrics,
+            **(
+                {
+                    "online_progressive": dg.MetadataValue.md(
+                        markdown_table(
+                            progressive.assign(as_of=progressive["as_of"].dt.date).set_index(
+                                "examples"
+                            )
+                        )
+                    )
+                }
+                if progressive is not None
+                else {}
+            ),
             # What monitoring will compare scored dates with (orchestration/defs/monitoring).
             "drift_reference": drift_reference,
         },
@@ -394,6 +428,9 @@ def _model_params(params: Parameters, backtest: Backtest, tuning: Tuning | None)
         )
     if params.challenger.enabled:
         out.update({f"challenger.{k}": v for k, v in params.challenger.model_dump().items()})
+    if params.online.enabled:
+        out.update({f"online.{k}": v for k, v in params.online.model_dump().items()})
+        out["online.label_delay_days"] = params.monitoring.label_horizon_days
     return out
 
 

@@ -1,6 +1,7 @@
 """The training step's modelling, between reading the marts and logging what happened:
-fit CatBoost, the logistic challenger and the rule baselines on every backtest fold,
-choose the candidate (the simplest model that wins), and measure every scorer on the
+fit CatBoost, the logistic challenger, the online challenger and the rule baselines on
+every backtest fold, choose the candidate (the simplest model that wins), and measure
+every scorer on the
 pooled test rows: overall, per slice, per fold, calibration before and after, and, when
 the simulator's truth is there, against the true probabilities.
 
@@ -19,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ml import LogisticModel, PropensityModel, evaluate, rule_baselines
+from ml import LogisticModel, OnlineModel, PropensityModel, evaluate, rule_baselines
 from ml.backtest import FOLD_COLUMN as FOLD
 from ml.backtest import Backtest, fold_table, run_backtest
 from ml.bootstrap import metric_interval
@@ -33,7 +34,12 @@ from orchestration.settings import EvaluationSettings, Parameters
 
 CATBOOST = "catboost"
 LOGISTIC = "logistic"
-MODELS = (CATBOOST, LOGISTIC)
+ONLINE = "online"
+# Platt-scaled on each fold's validation window. Not the online model: a mapping fixed at
+# training would be stale after its first learnt outcome, and a logistic regression
+# trained on log loss gives probabilities of its own.
+BATCH_MODELS = (CATBOOST, LOGISTIC)
+MODELS = (*BATCH_MODELS, ONLINE)
 ORACLE = "oracle"
 CEILING = "ceiling"
 # Rows of the metrics table that are references, not scorers a champion could be.
@@ -50,6 +56,8 @@ class Measured:
     backtest: Backtest
     # CatBoost against the challenger (None when the challenger is off).
     selection: Selection | None
+    # The online model against the batch model chosen above (None when it is off).
+    online_selection: Selection | None
     # Pooled test scores of the models and rules (not the oracle or the ceiling).
     scores: dict[str, np.ndarray]
     # The true probability of each pooled test row, and the observable ceiling's (None
@@ -69,13 +77,33 @@ class Measured:
     interval: tuple[float, float, float]
 
     @property
-    def candidate(self) -> str:
+    def batch_candidate(self) -> str:
         return CATBOOST if self.selection is None else self.selection.chosen
+
+    @property
+    def candidate(self) -> str:
+        if self.online_selection is not None:
+            return self.online_selection.chosen
+        return self.batch_candidate
 
     def selection_sentence(self) -> str:
         if self.selection is None:
-            return "catboost (the logistic challenger is off: challenger.enabled)"
-        return self.selection.sentence()
+            batch = "catboost (the logistic challenger is off: challenger.enabled)"
+        else:
+            batch = self.selection.sentence()
+        if self.online_selection is None:
+            return batch
+        if self.online_selection.chosen == ONLINE:
+            return f"{self.online_selection.sentence()}; of the batch models: {batch}"
+        return f"{batch}; {ONLINE}: {self.online_selection.comparison.sentence()}"
+
+    def progressive(self) -> pd.DataFrame | None:
+        """The online model's progressive validation on the newest fold's training stream
+        (the registered model's); None when the online model is off."""
+        if ONLINE not in self.scores:
+            return None
+        progressive: pd.DataFrame = self.backtest.newest.scorers[ONLINE].progressive_
+        return progressive
 
     @property
     def test(self) -> pd.DataFrame:
@@ -135,9 +163,16 @@ def backtest_all(
         fit[LOGISTIC] = lambda split, fold: LogisticModel(
             **params.challenger.estimator_params()
         ).fit(split.train, split.train["label"])
+    if params.online.enabled:
+        online = params.online.estimator_params(params.monitoring.label_horizon_days)
+        # Progressive validation on the newest fold's stream only (the registered model's,
+        # which holds the older folds' streams): it triples the cost of a fit.
+        fit[ONLINE] = lambda split, fold: OnlineModel(**online).fit(
+            split.train, split.train["label"], progressive=fold == folds
+        )
     for rule in rule_baselines(params.evaluation.baseline_group_columns):
         fit[rule.name] = _rule_fitter(rule)
-    models = [name for name in MODELS if name in fit]
+    models = [name for name in BATCH_MODELS if name in fit]
     return run_backtest(splits, fit, calibrate=models, select_trees=CATBOOST), tuning
 
 
@@ -161,14 +196,14 @@ def measure(
     customers = test["customer_id"].to_numpy()
     # Ranking metrics count pairs within one test window: each window has its own model.
     folds = test[FOLD].to_numpy()
-    selection: Selection | None = None
-    if LOGISTIC in backtest.scores:
-        selection = prefer_simpler(
+
+    def simplest(complex_name: str, simple_name: str) -> Selection:
+        return prefer_simpler(
             y,
-            backtest.scores[CATBOOST],
-            backtest.scores[LOGISTIC],
-            complex_name=CATBOOST,
-            simple_name=LOGISTIC,
+            backtest.scores[complex_name],
+            backtest.scores[simple_name],
+            complex_name=complex_name,
+            simple_name=simple_name,
             metric=gate.metric,
             margin=gate.margin,
             n_boot=evaluation.bootstrap_samples,
@@ -177,6 +212,13 @@ def measure(
             groups=customers,
             strata=folds,
         )
+
+    selection = simplest(CATBOOST, LOGISTIC) if LOGISTIC in backtest.scores else None
+    batch = CATBOOST if selection is None else selection.chosen
+    # The online model is the more complex one: what serves is no longer what was gated
+    # once it learns, and it needs the outcome feed and its one learner. So it is
+    # proposed only when it beats the batch model chosen above beyond doubt.
+    online_selection = simplest(ONLINE, batch) if ONLINE in backtest.scores else None
     scores = dict(backtest.scores)
     is_probability = {
         name: bool(getattr(backtest.newest.scorers[name], "is_probability", True))
@@ -195,9 +237,11 @@ def measure(
         metrics["expected_roc_auc"] = [
             expected_roc_auc(oracle, measured[n], strata=folds) for n in metrics.index
         ]
+    chosen = batch if online_selection is None else online_selection.chosen
     return Measured(
         backtest=backtest,
         selection=selection,
+        online_selection=online_selection,
         scores=scores,
         oracle=oracle,
         ceiling=ceiling,
@@ -208,7 +252,7 @@ def measure(
         is_probability=is_probability,
         interval=metric_interval(
             y,
-            scores[CATBOOST if selection is None else selection.chosen],
+            scores[chosen],
             "roc_auc",
             n_boot=evaluation.bootstrap_samples,
             seed=gate.seed,
@@ -252,17 +296,24 @@ def _evaluate_all(
 def _calibration(backtest: Backtest, y: np.ndarray, bins: int) -> pd.DataFrame:
     """Per model: calibration errors on the pooled test rows before and after Platt
     scaling, and whether every fold's ROC-AUC is unchanged by it (it must be: each fold's
-    mapping is increasing; so is the pooled AUC, which counts pairs within a fold)."""
+    mapping is increasing; so is the pooled AUC, which counts pairs within a fold); the
+    online model, not Platt-scaled, as learnt."""
     rows = []
     folds = backtest.test[FOLD].to_numpy()
-    for name, raw in backtest.uncalibrated.items():
-        calibrated = backtest.scores[name]
+    stages = {
+        name: (("before", raw), ("after", backtest.scores[name]))
+        for name, raw in backtest.uncalibrated.items()
+    }
+    if ONLINE in backtest.scores:
+        stages[ONLINE] = (("as learnt", backtest.scores[ONLINE]),)
+    for name, staged in stages.items():
+        raw, calibrated = staged[0][1], staged[-1][1]
         unchanged = all(
             metric_value("roc_auc", y[rows_of], raw[rows_of])
             == metric_value("roc_auc", y[rows_of], calibrated[rows_of])
             for rows_of in (backtest.fold_rows(f.number) for f in backtest.folds)
         )
-        for stage, values in (("before", raw), ("after", calibrated)):
+        for stage, values in staged:
             errors = calibration_errors(y, values, bins)
             rows.append(
                 {

@@ -13,7 +13,7 @@ import pandas as pd
 from ml import higher_is_better
 from ml.metrics import Evaluation, slice_comparison
 from ml.tuning import Tuning
-from orchestration.defs.training.candidates import CATBOOST, LOGISTIC, MODELS, REFERENCES
+from orchestration.defs.training.candidates import CATBOOST, LOGISTIC, MODELS, ONLINE, REFERENCES
 
 
 def markdown_table(frame: pd.DataFrame, digits: int = 4) -> str:
@@ -112,6 +112,13 @@ def calibration_sentence(calibration: pd.DataFrame, name: str) -> str:
     """E.g. ``mean score 0.262 against a rate of 0.267 (0.199 before calibration),
     calibration error 0.012 (0.068 before); every fold's roc_auc unchanged``."""
     rows = calibration[calibration["scorer"] == name].set_index("scores")
+    if "before" not in rows.index:  # the online model: it keeps learning, nothing maps it
+        learnt = rows.iloc[0]
+        return (
+            f"mean score {learnt['mean score']:.3f} against a rate of {learnt['rate']:.3f}, "
+            f"calibration error {learnt['calibration error (ECE)']:.3f} (not Platt-scaled: "
+            "a fixed mapping would be stale after its first learnt outcome)"
+        )
     before, after = rows.loc["before"], rows.loc["after"]
     unchanged = "unchanged" if bool(after["fold AUCs unchanged"]) else "CHANGED"
     return (
@@ -123,7 +130,8 @@ def calibration_sentence(calibration: pd.DataFrame, name: str) -> str:
 
 
 def model_title(name: str) -> str:
-    return {CATBOOST: "CatBoost", LOGISTIC: "Logistic-regression"}.get(name, name)
+    titles = {CATBOOST: "CatBoost", LOGISTIC: "Logistic-regression", ONLINE: "Online (River)"}
+    return titles.get(name, name)
 
 
 def tuning_sentence(tuning: Tuning | None) -> str:
