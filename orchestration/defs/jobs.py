@@ -8,12 +8,21 @@ the date they make scorable.
 """
 
 import dagster as dg
+from dagster_dbt import get_asset_key_for_model
 
-from orchestration.defs.features.assets import TRAINING_EXAMPLES_KEY, feature_models
+from orchestration.defs.features.assets import (
+    TRAINING_EXAMPLES_KEY,
+    feature_models,
+    scoring_models,
+)
+from orchestration.defs.monitoring.online import ONLINE_PREDICTIONS_KEY
 from orchestration.defs.quality.checks import check_name
 
 _TRAINING = dg.AssetSelection.assets("candidate_model", "champion_model")
 _FEATURES = dg.AssetSelection.assets(feature_models)
+_ONLINE = dg.AssetSelection.assets(
+    ONLINE_PREDICTIONS_KEY, get_asset_key_for_model([scoring_models], "stg_ml__online_predictions")
+)
 
 # `nextbuy features` and the first half of the daily loop: the dbt feature build of the
 # new or changed day partitions, its dbt tests and the marts' GX checks.
@@ -44,6 +53,9 @@ retrain_job = dg.define_asset_job(
     "retrain",
     selection=(
         _TRAINING.downstream() - _FEATURES
+        # score_outcomes, downstream of the scores, also judges the online predictions:
+        # the server's log is brought in and staged in the same run.
+        | _ONLINE
         | dg.AssetSelection.checks(
             dg.AssetCheckKey(TRAINING_EXAMPLES_KEY, check_name("training_examples"))
         )
