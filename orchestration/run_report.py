@@ -141,11 +141,36 @@ def _message(error: Any) -> str:
     text = (error.message or "").strip()
     prefix = re.match(rf"^(?:[\w.]+\.)?{re.escape(error.cls_name)}: ?", text)
     text = f"{error.cls_name}: {text[prefix.end() if prefix else 0 :]}".rstrip(": ")
-    lines = text.splitlines()
+    lines = _dbt_errors_first(text).splitlines()
     if len(lines) > MESSAGE_LINES:
         hidden = len(lines) - MESSAGE_LINES
         lines = [*lines[:MESSAGE_LINES], f"  … {hidden} more line(s) in the log"]
     return "\n".join(lines)
+
+
+# dagster-dbt's failure message: the command, the exit code, where dbt's log is, and last
+# the error events dbt logged (dagster_dbt.core.dbt_cli_invocation).
+_DBT_ERRORS = "Errors parsed from dbt logs:"
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _dbt_errors_first(text: str) -> str:
+    """A failed dbt command's message with dbt's own errors first (the cause: a model's
+    SQL error, a failing test) and the command, which the log holds, left out."""
+    head, marker, errors = text.partition(_DBT_ERRORS)
+    if not marker:
+        return text
+    code = re.search(r"failed with exit code `?(-?\d+)", head)
+    log = re.search(r"dbt debug log: (\S+?)\.?\s*$", head.strip())
+    seen: list[str] = []
+    for line in _ANSI.sub("", errors).splitlines():
+        line = line.rstrip()
+        if line.strip() and f"  {line}" not in seen:
+            seen.append(f"  {line}")
+    first = head.split(":", 1)[0]
+    exited = f" (exit code {code.group(1)})" if code else ""
+    where = [f"  dbt's log: {log.group(1)}"] if log else []
+    return "\n".join([f"{first}: dbt failed{exited}:", *seen, *where])
 
 
 _FRAME = re.compile(r'File "([^"]+)", line (\d+), in (\S+)')

@@ -228,3 +228,33 @@ def test_a_resource_that_cannot_start_is_named_with_its_cause() -> None:
         "starting the run's resources failed: "
         "FileNotFoundError: no warehouse at /nowhere/warehouse.duckdb"
     )
+
+
+def test_a_failed_dbt_command_shows_dbts_errors_not_its_command() -> None:
+    """dagster-dbt's message starts with the whole dbt command line and ends with the
+    errors dbt logged; the terminal shows the errors (the cause) within its lines."""
+    from dagster._utils.error import SerializableErrorInfo
+
+    from orchestration.run_report import MESSAGE_LINES, cause_lines
+
+    command = "/venv/bin/dbt build --vars {" + '"x": 1, ' * 40 + "} --select a b c"
+    message = (
+        f"DagsterDbtCliRuntimeError: The dbt CLI process with command\n\n`{command}`\n\n"
+        "failed with exit code `1`. Check the stdout in the Dagster compute logs for the "
+        "full information about the error, or view the dbt debug log: /home/dbt/dbt.log.\n\n"
+        "Errors parsed from dbt logs:\n\n"
+        "4 of 15 ERROR creating sql table model marts.score_outcomes [\x1b[31mERROR\x1b[0m]\n\n"
+        "Runtime Error in model score_outcomes (models/scoring/score_outcomes.sql)\n"
+        "  Catalog Error: Table with name stg_x does not exist!\n\n"
+        "4 of 15 ERROR creating sql table model marts.score_outcomes [\x1b[31mERROR\x1b[0m]"
+    )
+    error = SerializableErrorInfo(message, [], "DagsterDbtCliRuntimeError")
+    lines = "\n".join(cause_lines("step scoring_models", error)).splitlines()
+    assert lines == [
+        "step scoring_models failed: DagsterDbtCliRuntimeError: dbt failed (exit code 1):",
+        "  4 of 15 ERROR creating sql table model marts.score_outcomes [ERROR]",
+        "  Runtime Error in model score_outcomes (models/scoring/score_outcomes.sql)",
+        "    Catalog Error: Table with name stg_x does not exist!",
+        "  dbt's log: /home/dbt/dbt.log",
+    ]
+    assert len(lines) <= MESSAGE_LINES + 1
