@@ -165,6 +165,7 @@ class WarehouseResource(dg.ConfigurableResource):  # type: ignore[type-arg]
         """One transaction: the table (created when absent) and an INSERT of ``rows``
         EXCEPT the rows already held from the smallest ``since`` of ``rows`` on, so a rerun
         with the same rows adds nothing (EXCEPT compares NULLs as equal)."""
+        from thelook.schema import DUCKDB_TYPES
         from thelook.warehouse import transaction
 
         names = ", ".join(name for name, _ in columns)
@@ -187,16 +188,6 @@ class WarehouseResource(dg.ConfigurableResource):  # type: ignore[type-arg]
             ).fetchone()
             con.unregister("_incoming")
         return int(row[0]) if row else 0
-
-
-# BigQuery's column types (the interface's) as DuckDB spells them.
-DUCKDB_TYPES = {
-    "INT64": "bigint",
-    "FLOAT64": "double",
-    "STRING": "varchar",
-    "DATE": "date",
-    "TIMESTAMP": "timestamp",
-}
 
 
 class RegistryResource(dg.ConfigurableResource):  # type: ignore[type-arg]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import Future
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -99,10 +100,7 @@ def create_app(
             history=_history(body),
             requested_at=dt.datetime.now(dt.UTC),
         )
-        try:
-            scored = await asyncio.wrap_future(service.submit(job))
-        except ScoreError as e:
-            raise HTTPException(status_code=e.status_code, detail=e.detail) from None
+        scored = await _answer(lambda: service.submit(job))
         return {
             "customer_id": scored.customer_id,
             "as_of": scored.as_of,
@@ -125,19 +123,16 @@ def create_app(
         """Feed a realised outcome to the online champion: the customer's features as of
         ``as_of``, computed from the warehouse as /score computes them, learnt once by
         the server's one learner."""
-        try:
-            service.learner()  # 409 before computing anything
-            job = Job(
-                customer_id=body.customer_id,
-                as_of=body.as_of,
-                history=None,
-                requested_at=dt.datetime.now(dt.UTC),
-                logged=False,
-            )
-            example = await asyncio.wrap_future(service.submit(job))
-            learnt = await asyncio.wrap_future(service.learn(example.features, body.label))
-        except ScoreError as e:
-            raise HTTPException(status_code=e.status_code, detail=e.detail) from None
+        await _answer(service.learner)  # 409 before computing anything
+        job = Job(
+            customer_id=body.customer_id,
+            as_of=body.as_of,
+            history=None,
+            requested_at=dt.datetime.now(dt.UTC),
+            logged=False,
+        )
+        example = await _answer(lambda: service.submit(job))
+        learnt = await _answer(lambda: service.learn(example.features, body.label))
         return {
             "customer_id": body.customer_id,
             "as_of": example.as_of,
@@ -169,6 +164,18 @@ def create_app(
         return state
 
     return app
+
+
+async def _answer(ask: Callable[[], Any]) -> Any:
+    """The service's answer to ``ask`` (a value, or a future of one, awaited), its
+    ScoreError as the HTTP error it names."""
+    try:
+        answer = ask()
+        if isinstance(answer, Future):
+            answer = await asyncio.wrap_future(answer)
+    except ScoreError as e:
+        raise HTTPException(status_code=e.status_code, detail=e.detail) from None
+    return answer
 
 
 def _history(body: ScoreRequest) -> History | None:

@@ -22,6 +22,13 @@ import duckdb
 import pyarrow as pa  # type: ignore[import-untyped]
 
 TABLE = "predictions"
+
+
+def default_log_path(home: Path) -> Path:
+    """Where `nextbuy serve` logs by default, and where monitoring reads the log."""
+    return home / "serving" / "predictions.duckdb"
+
+
 # The log's columns: monitoring joins them with outcomes by customer_id and as_of.
 SCHEMA = pa.schema(
     [

@@ -39,7 +39,7 @@ from serving.champion import Champion, load_champion, open_registry
 from serving.compiled import CompiledFeatures, compile_features
 from serving.features import FeatureEngine, History
 from serving.online import LearnerStopped, Learnt, OnlineLearner
-from serving.predictions import Prediction, PredictionLog
+from serving.predictions import Prediction, PredictionLog, default_log_path
 from serving.snapshot import FileState, SnapshotError, WarehouseBusy, WarehouseSnapshot
 
 log = logging.getLogger("nextbuy.serving")
@@ -139,7 +139,7 @@ class ScoringService:
         self.warehouse = self.env.warehouse_path
         self.registry = open_registry(self.env, self.params.registry)
         self.predictions = PredictionLog(
-            self.config.predictions_path or self.env.home / "serving" / "predictions.duckdb",
+            self.config.predictions_path or default_log_path(self.env.home),
             flush_seconds=self.config.log_flush_seconds,
         )
         self.features: FeatureState | None = None

@@ -15,6 +15,7 @@ DUCKDB_TYPES = {
     "INT64": "BIGINT",
     "FLOAT64": "DOUBLE",
     "STRING": "VARCHAR",
+    "DATE": "DATE",
     "TIMESTAMP": "TIMESTAMP",
     "GEOGRAPHY": "VARCHAR",
 }

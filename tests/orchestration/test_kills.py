@@ -36,7 +36,6 @@ from click.testing import CliRunner
 from orchestration.environment import PROJECT_ROOT
 from tests.thelook.raw_state import raw_state
 from thelook.pause_points import PAUSE_AT_ENV
-from thelook.schema import TABLES
 
 DEADLINE_SECONDS = 300
 # Seconds a killed command's children get to end by themselves.
@@ -194,14 +193,11 @@ def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Home]:
 
 def _users_update(home: Home, directory: Path) -> Path:
     """users.csv changing one customer's first name: a merge load that would change raw."""
-    columns = [c.name for c in TABLES["users"].columns]
     with closing(duckdb.connect(str(home.warehouse), read_only=True)) as con:
         con.execute(
             f"copy (select * replace ('Killed' as first_name) from raw.users "
             f"order by id limit 1) to '{directory / 'users.csv'}' (header)"
         )
-        header = con.execute("select * from raw.users limit 0").df().columns.tolist()
-    assert set(columns) <= set(header)
     return directory / "users.csv"
 
 

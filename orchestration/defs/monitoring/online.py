@@ -28,7 +28,7 @@ import pyarrow as pa  # type: ignore[import-untyped]
 from orchestration.environment import current_environment
 from orchestration.partitions import AS_OF_DATES
 from orchestration.resources import Warehouse, WarehouseResource
-from serving.predictions import SCHEMA
+from serving.predictions import SCHEMA, default_log_path
 from serving.predictions import TABLE as LOG_TABLE
 
 ONLINE_PREDICTIONS = "ml.online_predictions"
@@ -52,10 +52,6 @@ class OnlinePredictionsConfig(dg.Config):
     # The writer holds the file for a moment about once a second: a few tries get between.
     attempts: int = 5
     retry_seconds: float = 0.5
-
-
-def default_log_path() -> Path:
-    return current_environment().home / "serving" / "predictions.duckdb"
 
 
 def read_log(
@@ -121,7 +117,9 @@ def online_predictions(
     requests the table does not hold yet, in one statement, so a rerun adds nothing. The
     partition only dates the run: it brings whatever the log holds that is new. An absent
     log brings nothing; a log the server keeps locked is skipped with a warning."""
-    path = Path(config.log_path) if config.log_path else default_log_path()
+    path = (
+        Path(config.log_path) if config.log_path else default_log_path(current_environment().home)
+    )
     brought = bring_predictions(
         warehouse, path, attempts=config.attempts, retry_seconds=config.retry_seconds
     )
