@@ -12,7 +12,13 @@ import csv
 import datetime as dt
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+if TYPE_CHECKING:
+    from orchestration.resources import Warehouse
 
 AUDIENCE_TABLE = "marts.campaign_audience"
 SCORES_TABLE = "ml.customer_scores"
@@ -74,61 +80,86 @@ class AudienceCut:
         return {**asdict(self), "cut_inside_a_tie": self.cut_inside_a_tie}
 
 
-def audience_dates(con: Any) -> list[str]:
+def audience_dates(warehouse: Warehouse) -> list[str]:
     """The as_of date(s) marts.campaign_audience holds (one after a normal build)."""
-    rows = con.execute(f"select distinct as_of from {AUDIENCE_TABLE} order by 1").fetchall()
-    return [_iso(r[0]) for r in rows]
+    return _distinct_dates(warehouse, AUDIENCE_TABLE)
 
 
-def audience_cut(con: Any, as_of: str | None = None) -> AudienceCut:
+def audience_cut(warehouse: Warehouse, as_of: str | None = None) -> AudienceCut:
     """The cut of the audience of ``as_of`` (default: the date the table holds)."""
-    date = _resolve(con, as_of)
-    customers, cut = con.execute(
-        f"select count(*), min(score) from {AUDIENCE_TABLE} where as_of = ?", [date]
-    ).fetchone()
-    # The audience holds the score as dbt typed it (FLOAT), ml.customer_scores as written
-    # (DOUBLE): compare at the audience's precision.
-    scored, tied = con.execute(
-        f"select count(*), count(*) filter (where cast(score as float) = cast(? as float)) "
-        f"from {SCORES_TABLE} where as_of = ?",
-        [cut, date],
-    ).fetchone()
-    admitted = con.execute(
-        f"select count(*) from {AUDIENCE_TABLE} where as_of = ? and score = ?", [date, cut]
-    ).fetchone()[0]
+    date = dt.date.fromisoformat(_resolve(warehouse, as_of))
+    audience, scores = warehouse.relation(AUDIENCE_TABLE), warehouse.relation(SCORES_TABLE)
+    first = warehouse.query(
+        f"select count(*) as customers, min(score) as cut from {audience} where as_of = ?",
+        [date],
+    )
+    first_dtype = first["cut"].dtype
+    first = first.iloc[0]
+    customers, cut = int(first["customers"]), _number(first["cut"])
+    # The audience holds the score as dbt typed it (FLOAT locally), ml.customer_scores as
+    # written (DOUBLE): compare at the audience's precision, which the cut carries.
+    scored = warehouse.query(
+        f"select count(*) as scored from {scores} where as_of = ?", [date]
+    ).iloc[0]["scored"]
+    tied = admitted = 0
+    if cut is not None:
+        # The scores near the cut, compared in the audience's precision (its column's
+        # type: FLOAT on DuckDB, FLOAT64 on BigQuery), which the cut's dtype carries.
+        near = warehouse.query(
+            f"select score from {scores} where as_of = ? and score between ? and ?",
+            [date, cut - abs(cut) * 1e-6, cut + abs(cut) * 1e-6],
+        )["score"]
+        tied = int((near.to_numpy().astype(first_dtype) == first["cut"]).sum())
+        admitted = warehouse.query(
+            f"select count(*) as admitted from {audience} where as_of = ? and score = ?",
+            [date, cut],
+        ).iloc[0]["admitted"]
     return AudienceCut(
-        as_of=date,
-        customers=int(customers),
+        as_of=date.isoformat(),
+        customers=customers,
         scored_customers=int(scored),
-        cut_score=None if cut is None else float(cut),
+        cut_score=cut,
         tied_at_cut=int(tied),
         admitted_at_cut=int(admitted),
     )
 
 
-def export_audience(con: Any, out: Path, as_of: str | None = None) -> int:
+def export_audience(warehouse: Warehouse, out: Path, as_of: str | None = None) -> int:
     """Write the audience of ``as_of`` as CSV (EXPORT_COLUMNS, best first); the number of
     rows written. Written to a temporary file first, so a failed export never leaves half
     a file where the e-mail tool picks it up."""
-    date = _resolve(con, as_of)
+    date = dt.date.fromisoformat(_resolve(warehouse, as_of))
     columns = ", ".join(EXPORT_COLUMNS)
-    rows = con.execute(
-        f"select {columns} from {AUDIENCE_TABLE} where as_of = ? order by audience_rank",
+    rows = warehouse.query(
+        f"select {columns} from {warehouse.relation(AUDIENCE_TABLE)} where as_of = ? "
+        "order by audience_rank",
         [date],
-    ).fetchall()
+    )
+    rows["as_of"] = pd.to_datetime(rows["as_of"]).dt.date
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(f".{out.name}.partial")
     with open(partial, "w", encoding="utf-8", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(EXPORT_COLUMNS)
-        writer.writerows(tuple(_cell(v) for v in row) for row in rows)
+        writer.writerows(
+            tuple(_cell(v) for v in row) for row in rows.itertuples(index=False, name=None)
+        )
     partial.replace(out)
     return len(rows)
 
 
-def _resolve(con: Any, as_of: str | None) -> str:
+def _distinct_dates(warehouse: Warehouse, table: str) -> list[str]:
+    rows = warehouse.query(f"select distinct as_of from {warehouse.relation(table)} order by as_of")
+    return [_iso(v) for v in rows["as_of"]]
+
+
+def _number(value: Any) -> float | None:
+    return None if value is None or pd.isna(value) else float(value)
+
+
+def _resolve(warehouse: Warehouse, as_of: str | None) -> str:
     try:
-        dates = audience_dates(con)
+        dates = audience_dates(warehouse)
     except Exception as e:
         raise AudienceError(
             f"{AUDIENCE_TABLE} cannot be read ({e}): run `nextbuy pipeline` (or `nextbuy "
@@ -140,10 +171,7 @@ def _resolve(con: Any, as_of: str | None) -> str:
         return dates[-1]
     if as_of in dates:
         return as_of
-    scored = [
-        _iso(r[0])
-        for r in con.execute(f"select distinct as_of from {SCORES_TABLE} order by 1").fetchall()
-    ]
+    scored = _distinct_dates(warehouse, SCORES_TABLE)
     hint = (
         f"scores of {as_of} exist: `nextbuy dbt build --select campaign_audience --vars "
         f"'{{as_of: \"{as_of}\"}}'` rebuilds the audience for that date"
@@ -168,8 +196,10 @@ def _iso(value: Any) -> str:
 
 
 def _cell(value: Any) -> Any:
+    if value is None or (np.isscalar(value) and pd.isna(value)):
+        return ""
     if isinstance(value, dt.date | dt.datetime):
         return value.isoformat()
-    if isinstance(value, float):
+    if isinstance(value, float | np.floating):
         return f"{value:.6f}"
-    return "" if value is None else value
+    return value.item() if isinstance(value, np.generic) else value

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -72,6 +72,33 @@ def partitioning() -> bigquery.TimePartitioning:
     return bigquery.TimePartitioning(
         type_=bigquery.TimePartitioningType.DAY, field=PARTITION_COLUMN
     )
+
+
+def parameter(value: Any) -> bigquery.ScalarQueryParameter:
+    """A positional query parameter (``?``) of the BigQuery type of ``value``; naive
+    datetimes are UTC, as everywhere in the warehouse."""
+    import numpy as np
+    from google.cloud import bigquery
+
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, bool):
+        kind = "BOOL"
+    elif isinstance(value, int):
+        kind = "INT64"
+    elif isinstance(value, float):
+        kind = "FLOAT64"
+    elif isinstance(value, dt.datetime):
+        kind = "TIMESTAMP"
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=dt.UTC)
+    elif isinstance(value, dt.date):
+        kind = "DATE"
+    elif isinstance(value, str) or value is None:
+        kind = "STRING"
+    else:
+        raise TypeError(f"no BigQuery query parameter for {type(value).__name__} {value!r}")
+    return bigquery.ScalarQueryParameter(None, kind, value)
 
 
 def date(day: dt.date) -> str:

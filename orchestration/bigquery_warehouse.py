@@ -1,6 +1,10 @@
 """The warehouse on BigQuery: the production engine behind the Warehouse interface
 (orchestration/resources.py), for the Python steps that read marts and write scores.
 
+Kept whole: one resource class, whose methods answer the Warehouse interface one by one
+and share its client, settings and timeouts; the statements they send are apart, in
+orchestration/bigquery_jobs.py.
+
 Tables are named as the steps name them, ``<dataset>.<table>``: ``marts.customer_features``
 is ``<project>.marts.customer_features`` (dbt's generate_schema_name keeps custom schemas
 as they are), while ``ml.<table>`` is the scores dataset, a setting of its own that may
@@ -19,6 +23,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from io import BytesIO
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 
 import dagster as dg
 import pandas as pd
@@ -78,7 +83,13 @@ class BigQueryWarehouseResource(dg.ConfigurableResource):  # type: ignore[type-a
     def from_environment(cls, environ: Mapping[str, str] = os.environ) -> BigQueryWarehouseResource:
         """The settings dbt's bigquery target reads (NEXTBUY_BQ_PROJECT, NEXTBUY_BQ_DATASET,
         NEXTBUY_BQ_LOCATION, NEXTBUY_BQ_KEYFILE), plus NEXTBUY_BQ_SCORES_DATASET (default
-        ``ml``) and NEXTBUY_BQ_STORAGE_READ_API (default true)."""
+        ``ml``), NEXTBUY_BQ_STORAGE_READ_API (default true) and NEXTBUY_BQ_PUBLISH (``copy``,
+        the default, or ``transaction`` for engines without partition decorators)."""
+        publish = environ.get("NEXTBUY_BQ_PUBLISH", "copy").strip().lower()
+        if publish not in ("copy", "transaction"):
+            raise EnvironmentSettingError(
+                f"NEXTBUY_BQ_PUBLISH must be copy or transaction, not {publish!r}"
+            )
         resource = cls(
             project=environ.get("NEXTBUY_BQ_PROJECT", ""),
             dataset=environ.get("NEXTBUY_BQ_DATASET", "nextbuy"),
@@ -88,6 +99,7 @@ class BigQueryWarehouseResource(dg.ConfigurableResource):  # type: ignore[type-a
             storage_read_api=_flag(
                 environ.get("NEXTBUY_BQ_STORAGE_READ_API", "true"), "NEXTBUY_BQ_STORAGE_READ_API"
             ),
+            replace_with_transaction=publish == "transaction",
         )
         resource.check_settings()
         return resource
@@ -165,6 +177,45 @@ class BigQueryWarehouseResource(dg.ConfigurableResource):  # type: ignore[type-a
             except NotFound:
                 return False
             return True
+
+    def relation(self, table: str) -> str:
+        return f"`{self.table_id(table)}`"
+
+    def query(self, sql: str, parameters: Sequence[Any] = ()) -> pd.DataFrame:
+        """The rows of a query job (``?`` bound to ``parameters``), in DuckDB's shapes."""
+        from google.cloud import bigquery
+
+        config = bigquery.QueryJobConfig(
+            job_timeout_ms=int(self.timeout * 1000),
+            query_parameters=[jobs.parameter(value) for value in parameters],
+        )
+        with self.client() as client:
+            rows = client.query(sql, job_config=config, timeout=self.timeout).result(
+                timeout=self.timeout
+            )
+            frame = rows.to_dataframe(create_bqstorage_client=self.storage_read_api)
+        return jobs.like_duckdb(frame)
+
+    def sqlalchemy_url(self) -> str:
+        """sqlalchemy-bigquery's URL of the project (tables are named in full)."""
+        query = {"location": self.location}
+        if self.keyfile:
+            query["credentials_path"] = self.keyfile
+        return f"bigquery://{self.project}/{self.dataset}?" + urlencode(query)
+
+    def replace_rows(
+        self, rows: pd.DataFrame, table: str, columns: Sequence[tuple[str, str]]
+    ) -> None:
+        """One load job with WRITE_TRUNCATE: BigQuery swaps the table's content whole."""
+        target = self.table_id(table)
+        with self.client() as client:
+            client.create_dataset(target.split(".")[1], exists_ok=True, timeout=self.timeout)
+            client.load_table_from_file(
+                BytesIO(jobs.ndjson(rows[[name for name, _ in columns]], columns)),
+                target,
+                job_config=jobs.load_config(columns, int(self.timeout * 1000)),
+                timeout=self.timeout,
+            ).result(timeout=self.timeout)
 
     def partitions(self) -> list[PartitionState]:
         """From raw's INFORMATION_SCHEMA.PARTITIONS (orchestration/bigquery_partitions.py)."""

@@ -10,6 +10,7 @@ import datetime as dt
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 import yaml
@@ -19,6 +20,10 @@ from orchestration.environment import current_environment, disable_telemetry
 from orchestration.runlock import run_log as _run_log
 from orchestration.runlock import writes_state
 from orchestration.settings import Parameters, ParametersError, load_parameters
+
+if TYPE_CHECKING:
+    from orchestration.environment import Environment
+    from orchestration.resources import Warehouse
 
 
 def _warehouse(path: str | None) -> Path:
@@ -229,6 +234,13 @@ def _to_terminal() -> Callable[[str], None]:
     return echo
 
 
+def _require_data(env: Environment) -> None:
+    """Refuse to run a job without data: the DuckDB file must exist locally; in
+    production the warehouse is BigQuery, and its steps say what is missing there."""
+    if env.name != "production":
+        _require_warehouse(env.warehouse_path)
+
+
 def _require_warehouse(path: Path) -> Path:
     if not path.exists():
         raise click.ClickException(
@@ -309,8 +321,12 @@ def features(as_of: dt.datetime | None, full_refresh: bool, warehouse_path: str 
     """Materialise the dbt feature models (the `features` job: dbt build, its tests and the
     marts' checks) and show the marts' row counts."""
     from orchestration.pipeline import PipelineFailed, run_job
+    from orchestration.resources import WarehouseResource, warehouse_resource
 
-    path = _require_warehouse(_warehouse(warehouse_path))
+    env = current_environment()
+    path = None
+    if env.name != "production" or warehouse_path is not None:
+        path = _require_warehouse(_warehouse(warehouse_path))
     _parameters()
     log = _run_log()
     try:
@@ -327,26 +343,22 @@ def features(as_of: dt.datetime | None, full_refresh: bool, warehouse_path: str 
             f"features failed; models that failed or were skipped keep their previous "
             f"tables:\n{e}\nfull log: {log}"
         ) from e
-    _print_marts(path)
+    _print_marts(WarehouseResource(path=str(path)) if path else warehouse_resource(env))
 
 
-def _print_marts(path: Path) -> None:
+def _print_marts(warehouse: Warehouse) -> None:
     import pandas as pd
 
-    from thelook.warehouse import connect, count_rows
+    def first(sql: str) -> Any:
+        value = warehouse.query(sql).iloc[0, 0]
+        return None if pd.isna(value) else value
 
-    con = connect(path, read_only=True)
-    try:
-        counts = pd.DataFrame(
-            {
-                "mart": name,
-                "rows": f"{count_rows(con, name):,}",
-            }
-            for name in ("marts.training_examples", "marts.customer_features")
-        )
-        label = con.execute("select avg(label) from marts.training_examples").fetchall()[0][0]
-    finally:
-        con.close()
+    marts = ("marts.training_examples", "marts.customer_features")
+    counts = pd.DataFrame(
+        {"mart": name, "rows": f"{first(f'select count(*) from {warehouse.relation(name)}'):,}"}
+        for name in marts
+    )
+    label = first(f"select avg(label) from {warehouse.relation(marts[0])}")
     click.echo(counts.to_string(index=False))
     if label is not None:
         click.echo(f"label rate (next order holds a target brand): {label:.3f}")
@@ -428,7 +440,7 @@ def _pipeline_and_report(
 def pipeline(as_of: dt.datetime | None, full_refresh: bool) -> None:
     """Run the whole pipeline on the current warehouse: features, checks, training, gate,
     scores, audience; then print the report."""
-    _require_warehouse(current_environment().warehouse_path)
+    _require_data(current_environment())
     _parameters()
     _pipeline_and_report(as_of.date() if as_of else None, full_refresh)
 
@@ -445,7 +457,7 @@ def retrain(as_of: dt.datetime | None) -> None:
     """Run the `retrain` job on the features the warehouse holds, without rebuilding them:
     training, gate, scores, audience, monitoring; then print the report. For a change of
     parameters.yaml's model or gate, or the weekly retrain by hand."""
-    _require_warehouse(current_environment().warehouse_path)
+    _require_data(current_environment())
     _parameters()
     _pipeline_and_report(as_of.date() if as_of else None, False, with_features=False)
 
@@ -486,7 +498,7 @@ def tick() -> None:
     from orchestration.tick import tick as run_tick
 
     env = current_environment()
-    _require_warehouse(env.warehouse_path)
+    _require_data(env)
     _parameters()
     log = _run_log()
     click.echo(f"tick (full log: {log}) ...")
@@ -537,21 +549,23 @@ def audience(as_of: dt.datetime | None, out: Path | None, warehouse_path: str | 
     """Show the campaign audience: its size, where it was cut and how ties at the cut were
     broken; with --out, export it as CSV, best first."""
     from orchestration.audience import AudienceError, audience_cut, export_audience
-    from thelook.warehouse import connect
+    from orchestration.resources import WarehouseResource, warehouse_resource
 
-    path = _require_warehouse(_warehouse(warehouse_path))
+    env = current_environment()
     date = as_of.date().isoformat() if as_of else None
-    con = connect(path, read_only=True)
+    warehouse: Warehouse
+    if env.name == "production" and warehouse_path is None:
+        warehouse = warehouse_resource(env)
+    else:
+        warehouse = WarehouseResource(path=str(_require_warehouse(_warehouse(warehouse_path))))
     try:
-        cut = audience_cut(con, date)
+        cut = audience_cut(warehouse, date)
         click.echo(f"campaign_audience: {cut.describe()}")
         if out is not None:
-            rows = export_audience(con, out, cut.as_of)
+            rows = export_audience(warehouse, out, cut.as_of)
             click.echo(f"wrote {rows:,} customers to {out}")
     except AudienceError as e:
         raise click.ClickException(str(e)) from e
-    finally:
-        con.close()
 
 
 @main.command()

@@ -50,8 +50,7 @@ def diagnose(env: Environment) -> list[Check]:
         with _read_only(warehouse) as con:
             checks.append(check_leftovers(con, warehouse))
         checks.append(check_partitions(env))
-        with _read_only(warehouse) as con:
-            checks.append(check_fingerprint(con))
+        checks.append(check_fingerprint(warehouse))
     checks += [check_dagster_runs(env), *check_mlflow(env)]
     return checks
 
@@ -121,9 +120,10 @@ def check_leftovers(con: duckdb.DuckDBPyConnection, warehouse: Path) -> Check:
     )
 
 
-def check_fingerprint(con: duckdb.DuckDBPyConnection) -> Check:
+def check_fingerprint(warehouse: Path) -> Check:
     """The marts were built with the settings and SQL there are now."""
     from orchestration.fingerprint import FINGERPRINT_TABLE, current_fingerprint, stale_reason
+    from orchestration.resources import WarehouseResource
     from orchestration.settings import ParametersError, load_parameters, parameters_path
 
     name = "settings fingerprint"
@@ -131,7 +131,7 @@ def check_fingerprint(con: duckdb.DuckDBPyConnection) -> Check:
         current = current_fingerprint(load_parameters())
     except ParametersError as e:
         return Check(name, False, str(e), f"fix the setting it names in {parameters_path()}")
-    reason = stale_reason(con, current)
+    reason = stale_reason(WarehouseResource(path=str(warehouse)), current)
     if reason is None:
         return Check(
             name,

@@ -54,6 +54,11 @@ def current_environment(environ: Mapping[str, str] = os.environ) -> Environment:
     return Environment(name=name, home=home)  # type: ignore[arg-type]
 
 
+def warehouse_kind(environ: Mapping[str, str] = os.environ) -> str:
+    """The warehouse engine's name, as Dagster shows it on the assets it holds."""
+    return "bigquery" if environ.get("NEXTBUY_ENV") == "production" else "duckdb"
+
+
 def disable_telemetry(environ: MutableMapping[str, str] = os.environ) -> None:
     for key, value in TELEMETRY_OFF.items():
         environ.setdefault(key, value)

@@ -30,10 +30,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import duckdb
+import pandas as pd
 
 from orchestration.dbt import DBT_PROJECT_DIR
-from orchestration.resources import table_exists
+from orchestration.resources import Warehouse, as_warehouse
 from orchestration.settings import Parameters
 
 # Where the fingerprint lives: beside the marts it describes, so a warehouse copied or
@@ -43,8 +43,14 @@ FINGERPRINT_TABLE = "nextbuy_state.build_fingerprint"
 SCORING_VARS = frozenset({"audience_top_percent"})
 # The dbt sources fingerprinted, relative to the dbt project.
 SQL_SOURCES = ("models/staging", "models/intermediate", "models/marts", "macros")
-# The schemas of dbt's incremental models (and their state tables).
-BUILT_SCHEMAS = ("intermediate", "marts")
+FINGERPRINT_COLUMNS = (
+    ("digest", "STRING"),
+    ("settings", "STRING"),
+    ("sources", "STRING"),
+    ("recorded_at", "TIMESTAMP"),
+)
+# The incremental marts: when one exists, something was built.
+BUILT_TABLES = ("marts.training_examples", "marts.customer_features")
 REBUILD = "rebuilding the incremental marts from all partitions (full refresh)"
 
 
@@ -108,53 +114,40 @@ def current_fingerprint(params: Parameters) -> Fingerprint:
     return Fingerprint(json.loads(json.dumps(settings, default=str)), sources)
 
 
-def stored_fingerprint(con: duckdb.DuckDBPyConnection) -> Fingerprint | None:
+def stored_fingerprint(warehouse: Warehouse) -> Fingerprint | None:
     """The fingerprint recorded with the marts; None when none was."""
-    if not table_exists(con, FINGERPRINT_TABLE):
+    if not warehouse.has_table(FINGERPRINT_TABLE):
         return None
-    row = con.execute(f"select settings, sources from {FINGERPRINT_TABLE}").fetchone()
-    return Fingerprint(json.loads(row[0]), json.loads(row[1])) if row else None
+    rows = warehouse.query(f"select settings, sources from {warehouse.relation(FINGERPRINT_TABLE)}")
+    if rows.empty:
+        return None
+    return Fingerprint(json.loads(rows.iloc[0]["settings"]), json.loads(rows.iloc[0]["sources"]))
 
 
-def record_fingerprint(con: duckdb.DuckDBPyConnection, fingerprint: Fingerprint) -> None:
-    """Keep ``fingerprint`` as the one the marts were built with (unless it already is)."""
-    from thelook.warehouse import transaction
-
-    stored = stored_fingerprint(con)
+def record_fingerprint(warehouse: Warehouse, fingerprint: Fingerprint) -> None:
+    """Keep ``fingerprint`` as the one the marts were built with (unless it already is),
+    replacing the one before in one step."""
+    stored = stored_fingerprint(warehouse)
     if stored is not None and stored.digest == fingerprint.digest:
         return
-    schema = FINGERPRINT_TABLE.split(".")[0]
-    with transaction(con):
-        con.execute(f"create schema if not exists {schema}")
-        con.execute(
-            f"""create table if not exists {FINGERPRINT_TABLE} (
-                  digest varchar not null,
-                  settings varchar not null,  -- JSON: dbt var -> value
-                  sources varchar not null,   -- JSON: dbt_project file -> sha256
-                  recorded_at timestamp not null
-                )"""
-        )
-        con.execute(f"delete from {FINGERPRINT_TABLE}")
-        con.execute(
-            f"insert into {FINGERPRINT_TABLE} values (?, ?, ?, current_timestamp)",
-            [
-                fingerprint.digest,
-                json.dumps(fingerprint.settings, sort_keys=True),
-                json.dumps(fingerprint.sources, sort_keys=True),
-            ],
-        )
+    row = pd.DataFrame(
+        {
+            "digest": [fingerprint.digest],
+            # JSON: dbt var -> value; dbt_project file -> sha256.
+            "settings": [json.dumps(fingerprint.settings, sort_keys=True)],
+            "sources": [json.dumps(fingerprint.sources, sort_keys=True)],
+            "recorded_at": [pd.Timestamp.now(tz="UTC").tz_localize(None)],
+        }
+    )
+    warehouse.replace_rows(row, FINGERPRINT_TABLE, FINGERPRINT_COLUMNS)
 
 
-def stale_reason(con: duckdb.DuckDBPyConnection, current: Fingerprint) -> str | None:
+def stale_reason(warehouse: Warehouse, current: Fingerprint) -> str | None:
     """Why the built marts do not match ``current``; None when they do, or when nothing
     is built yet (a first build is a whole build anyway)."""
-    stored = stored_fingerprint(con)
+    stored = stored_fingerprint(warehouse)
     if stored is None:
-        built = con.execute(
-            "select count(*) from information_schema.tables where table_schema in (?, ?)",
-            list(BUILT_SCHEMAS),
-        ).fetchone()
-        if built and built[0]:
+        if any(warehouse.has_table(table) for table in BUILT_TABLES):
             return (
                 "the incremental marts carry no fingerprint of the settings and SQL they were "
                 f"built with ({FINGERPRINT_TABLE} is absent: built before nextbuy recorded one)"
@@ -165,17 +158,9 @@ def stale_reason(con: duckdb.DuckDBPyConnection, current: Fingerprint) -> str | 
     return "; ".join(current.changes(stored)) or "the build fingerprint changed"
 
 
-def rebuild_notice(warehouse: Path, current: Fingerprint) -> str | None:
+def rebuild_notice(warehouse: Warehouse | Path, current: Fingerprint) -> str | None:
     """The line a feature build with ``current`` says when it must rebuild from all
     partitions, naming what changed; None when an incremental build is right (or there
-    is no warehouse yet)."""
-    from thelook.warehouse import connect
-
-    if not Path(warehouse).exists():
-        return None
-    con = connect(warehouse, read_only=True)
-    try:
-        reason = stale_reason(con, current)
-    finally:
-        con.close()
+    is no warehouse yet). ``warehouse``: the engine, or the DuckDB file's path."""
+    reason = stale_reason(as_warehouse(warehouse), current)
     return f"{reason}: {REBUILD}" if reason else None

@@ -16,14 +16,18 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import dagster as dg
+import pandas as pd
 
-from orchestration.environment import Environment, current_environment
+from orchestration.environment import current_environment
 from orchestration.instance import execute_here, instance
 from orchestration.partitions import FeatureRun
 from orchestration.run_report import failure_summary, summary_json, warning_lines
+
+if TYPE_CHECKING:
+    from orchestration.resources import Warehouse
 
 
 class PipelineFailed(RuntimeError):
@@ -88,7 +92,7 @@ class DbtProgressLog(io.TextIOBase):
 
 def feature_run(
     inst: dg.DagsterInstance,
-    warehouse: Path,
+    warehouse: Warehouse,
     *,
     full_refresh: bool = False,
 ) -> FeatureRun:
@@ -102,13 +106,13 @@ def feature_run(
         changed_partitions,
         plan_feature_run,
         processed_state,
-        read_partitions,
     )
 
-    present = read_partitions(warehouse)
+    present = warehouse.partitions()
     if not present:
         raise PipelineFailed(
-            f"raw.order_items in {warehouse} has no day partition: load or simulate data first"
+            f"raw.order_items in {_where(warehouse)} has no day partition: load or simulate "
+            "data first"
         )
     ids = [p.partition_id for p in present]
     if full_refresh:
@@ -130,25 +134,20 @@ def as_of_partition(inst: dg.DagsterInstance, as_of: str) -> dict[str, str]:
     return partition_range_tags([as_of])
 
 
-def features_as_of(warehouse: Path) -> str:
+def features_as_of(warehouse: Warehouse) -> str:
     """The date marts.customer_features is computed as of, which the scoring jobs are for."""
-    from thelook.warehouse import connect
-
-    con = connect(warehouse, read_only=True)
+    table = "marts.customer_features"
     try:
-        rows = con.execute("select distinct as_of from marts.customer_features").fetchall()
+        rows = warehouse.query(f"select distinct as_of from {warehouse.relation(table)}")
     except Exception as e:
         raise PipelineFailed(
-            f"marts.customer_features in {warehouse} cannot be read ({e}): "
-            "run `nextbuy features` first"
+            f"{table} in {_where(warehouse)} cannot be read ({e}): run `nextbuy features` first"
         ) from e
-    finally:
-        con.close()
     if len(rows) != 1:
         raise PipelineFailed(
-            f"marts.customer_features in {warehouse} holds {len(rows)} as_of dates, not one"
+            f"{table} in {_where(warehouse)} holds {len(rows)} as_of dates, not one"
         )
-    value = rows[0][0]
+    value = pd.Timestamp(rows.iloc[0]["as_of"]).to_pydatetime()
     if isinstance(value, dt.datetime):
         value = value.date()
     return value.isoformat() if isinstance(value, dt.date) else str(value)[:10]
@@ -177,16 +176,17 @@ def run_job(
     """
     from orchestration.definitions import build_definitions
     from orchestration.defs.features.sensors import features_run_config
+    from orchestration.resources import warehouse_resource
 
     env = current_environment()
-    path = warehouse or env.warehouse_path
+    engine = warehouse_resource(env, warehouse)
     with output_to(log_to, progress):
         defs = build_definitions(warehouse=warehouse)
         job = defs.resolve_job_def(name)
         with instance(env) as inst:
             if name == "features":
-                full_refresh = full_refresh or _must_rebuild(path, inst, progress)
-                plan = feature_run(inst, path, full_refresh=full_refresh)
+                full_refresh = full_refresh or _must_rebuild(engine, inst, progress)
+                plan = feature_run(inst, engine, full_refresh=full_refresh)
                 tags = plan.tags()
                 run_config = features_run_config(
                     as_of.isoformat() if as_of else None,
@@ -194,7 +194,7 @@ def run_job(
                     rebuild=plan.rebuild,
                 )
             else:
-                tags = as_of_partition(inst, as_of.isoformat() if as_of else features_as_of(path))
+                tags = as_of_partition(inst, as_of.isoformat() if as_of else features_as_of(engine))
                 run_config = {}
             result = execute_here(job, inst, run_config=run_config, tags=tags, progress=progress)
     if progress is not None:
@@ -220,7 +220,7 @@ def check_warnings(result: dg.ExecuteInProcessResult) -> list[str]:
 
 
 def _must_rebuild(
-    warehouse: Path, inst: dg.DagsterInstance, progress: Callable[[str], Any] | None
+    warehouse: Warehouse, inst: dg.DagsterInstance, progress: Callable[[str], Any] | None
 ) -> bool:
     """Whether the marts were built with other data-defining settings or SQL than now
     (orchestration/fingerprint.py), or raw lost partitions or was replaced since the last
@@ -266,6 +266,7 @@ def run_retrain(
     parameters.yaml, or a candidate to try without rebuilding them): train, gate, score,
     audience, monitoring for ``as_of`` (default: the features' date)."""
     from orchestration.defs.scoring.assets import SCORES_KEY
+    from orchestration.resources import warehouse_resource
 
     env = current_environment()
     with output_to(log_to, progress):
@@ -280,7 +281,7 @@ def run_retrain(
         report=report,
         metrics=decision.metrics,
         scored=scored,
-        audience=_count_audience(env),
+        audience=_count_audience(warehouse_resource(env)),
     )
 
 
@@ -300,11 +301,14 @@ def _materialization(result: dg.ExecuteInProcessResult, key: dg.AssetKey) -> dic
     return {}
 
 
-def _count_audience(env: Environment) -> int:
-    from thelook.warehouse import connect, count_rows
+def _count_audience(warehouse: Warehouse) -> int:
+    table = warehouse.relation("marts.campaign_audience")
+    return int(warehouse.query(f"select count(*) as n from {table}").iloc[0]["n"])
 
-    con = connect(env.warehouse_path, read_only=True)
-    try:
-        return count_rows(con, "marts.campaign_audience")
-    finally:
-        con.close()
+
+def _where(warehouse: Warehouse) -> str:
+    """Which warehouse, for a message: the DuckDB file, or BigQuery's project."""
+    from orchestration.resources import duckdb_file
+
+    path = duckdb_file(warehouse)
+    return str(path) if path else f"BigQuery project {getattr(warehouse, 'project', '')}"

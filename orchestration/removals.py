@@ -16,14 +16,17 @@ import datetime as dt
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+import pandas as pd
+
 from orchestration.fingerprint import REBUILD, Fingerprint, rebuild_notice
-from orchestration.partitions import PartitionState, read_partitions
+from orchestration.partitions import PartitionState
+from orchestration.resources import Warehouse, as_warehouse
 
 
-def removed_partitions(warehouse: Path, processed: Mapping[str, str]) -> list[str]:
+def removed_partitions(warehouse: Warehouse, processed: Mapping[str, str]) -> list[str]:
     """The day partitions a build processed (``processed``: partition_id -> ISO
     last_modified_time, as the instance keeps them) that raw no longer holds."""
-    return removed_from(read_partitions(warehouse), processed)
+    return removed_from(warehouse.partitions(), processed)
 
 
 def removed_from(present: Iterable[PartitionState], processed: Mapping[str, str]) -> list[str]:
@@ -31,39 +34,32 @@ def removed_from(present: Iterable[PartitionState], processed: Mapping[str, str]
     return sorted(set(processed) - {p.partition_id for p in present})
 
 
-def replaced_at(warehouse: Path) -> dt.datetime | None:
-    """When raw was last replaced whole (`load-thelook --replace`); None if never."""
-    from thelook.warehouse import LOAD_HISTORY_TABLE, REPLACED_ALL, connect, first_row
+def replaced_at(warehouse: Warehouse) -> dt.datetime | None:
+    """When raw was last replaced whole (`load-thelook --replace`); None if never, or when
+    no load history is kept (BigQuery's raw is loaded by the shop's own exports)."""
+    from thelook.warehouse import LOAD_HISTORY_TABLE, REPLACED_ALL
 
-    if not Path(warehouse).exists():
+    if not warehouse.has_table(LOAD_HISTORY_TABLE):
         return None
-    con = connect(warehouse, read_only=True)
-    try:
-        has_action = first_row(
-            con,
-            "select count(*) from information_schema.columns where table_schema = ? "
-            "and table_name = ? and column_name = 'action'",
-            LOAD_HISTORY_TABLE.split("."),
-        )
-        if not has_action or not has_action[0]:
-            return None  # a warehouse from before replacements were recorded
-        row = first_row(
-            con, f"select max(loaded_at) from {LOAD_HISTORY_TABLE} where action = ?", [REPLACED_ALL]
-        )
-    finally:
-        con.close()
-    value = row[0] if row else None
-    return value if isinstance(value, dt.datetime) else None
+    table = warehouse.relation(LOAD_HISTORY_TABLE)
+    if "action" not in warehouse.query(f"select * from {table} limit 0").columns:
+        return None  # a warehouse from before replacements were recorded
+    rows = warehouse.query(
+        f"select max(loaded_at) as replaced from {table} where action = ?", [REPLACED_ALL]
+    )
+    value = rows.iloc[0]["replaced"] if len(rows) else None
+    return None if value is None or pd.isna(value) else pd.Timestamp(value).to_pydatetime()
 
 
-def removal_reason(warehouse: Path, processed: Mapping[str, str]) -> str | None:
+def removal_reason(warehouse: Warehouse | Path, processed: Mapping[str, str]) -> str | None:
     """Why the built marts may hold rows raw no longer has; None when they cannot (or
-    nothing was built yet).
+    nothing was built yet). ``warehouse``: the engine, or the DuckDB file's path.
 
     >>> removal_reason(Path("/nonexistent.duckdb"), {})
     """
     if not processed:
         return None
+    warehouse = as_warehouse(warehouse)
     reasons = []
     removed = removed_partitions(warehouse, processed)
     if removed:
@@ -84,7 +80,7 @@ def removal_reason(warehouse: Path, processed: Mapping[str, str]) -> str | None:
     return "; ".join(reasons) or None
 
 
-def removal_notice(warehouse: Path, processed: Mapping[str, str]) -> str | None:
+def removal_notice(warehouse: Warehouse | Path, processed: Mapping[str, str]) -> str | None:
     """The line a feature build says when raw lost rows since the last build, so it
     rebuilds from all partitions; None when an incremental build is right."""
     reason = removal_reason(warehouse, processed)
@@ -92,7 +88,7 @@ def removal_notice(warehouse: Path, processed: Mapping[str, str]) -> str | None:
 
 
 def full_rebuild_notice(
-    warehouse: Path, current: Fingerprint, processed: Mapping[str, str]
+    warehouse: Warehouse | Path, current: Fingerprint, processed: Mapping[str, str]
 ) -> str | None:
     """Why a feature build must be a full refresh over all partitions: the marts were
     built with other data-defining settings or SQL (``current`` is now's fingerprint), or

@@ -50,6 +50,29 @@ class Warehouse(Protocol):
 
     def has_table(self, table: str) -> bool: ...
 
+    def relation(self, table: str) -> str:
+        """``table`` as this engine's SQL names it (BigQuery: `project.dataset.table`)."""
+        ...
+
+    def query(self, sql: str, parameters: Sequence[Any] = ()) -> pd.DataFrame:
+        """A read-only query's rows. ``sql`` names its tables through `relation`, binds
+        ``parameters`` to its ``?`` in order, and keeps to the SQL both engines read alike:
+        ``mod()`` not ``%``, ``countif()`` not ``FILTER``, ``concat`` not ``||`` on
+        numbers, ``cast(... as string)``."""
+        ...
+
+    def sqlalchemy_url(self) -> str:
+        """Where Great Expectations' SQL datasource validates tables in place."""
+        ...
+
+    def replace_rows(
+        self, rows: pd.DataFrame, table: str, columns: Sequence[tuple[str, str]]
+    ) -> None:
+        """Make ``rows`` the whole content of ``table`` (a small bookkeeping table, created
+        with ``columns``: name, BigQuery type), atomically: readers see the old rows or
+        the new."""
+        ...
+
     def partitions(self) -> list[PartitionState]:
         """raw order_items' day partitions, sorted by day: what the daily loop's sensor
         and the feature build compare with what was built."""
@@ -111,8 +134,38 @@ class WarehouseResource(dg.ConfigurableResource):  # type: ignore[type-arg]
             return con.execute(f"select * from {table} where {where} order by {order_by}").df()
 
     def has_table(self, table: str) -> bool:
+        if not Path(self.path).exists():
+            return False
         with self.connect(read_only=True) as con:
             return table_exists(con, table)
+
+    def relation(self, table: str) -> str:
+        return table
+
+    def query(self, sql: str, parameters: Sequence[Any] = ()) -> pd.DataFrame:
+        with self.connect(read_only=True) as con:
+            return con.execute(sql, list(parameters)).df()
+
+    def sqlalchemy_url(self) -> str:
+        from orchestration.defs.quality.gx import warehouse_url
+
+        return warehouse_url(Path(self.path))
+
+    def replace_rows(
+        self, rows: pd.DataFrame, table: str, columns: Sequence[tuple[str, str]]
+    ) -> None:
+        from thelook.schema import DUCKDB_TYPES
+        from thelook.warehouse import transaction
+
+        definition = ", ".join(f"{name} {DUCKDB_TYPES[kind]} not null" for name, kind in columns)
+        names = ", ".join(name for name, _ in columns)
+        with self.connect() as con, transaction(con):
+            con.execute(f"create schema if not exists {table.split('.')[0]}")
+            con.execute(f"create table if not exists {table} ({definition})")
+            con.execute(f"delete from {table}")
+            con.register("_rows", rows)
+            con.execute(f"insert into {table} ({names}) select {names} from _rows")
+            con.unregister("_rows")
 
     def partitions(self) -> list[PartitionState]:
         """From the loader's meta.partitions (modelled on BigQuery's view)."""
@@ -244,6 +297,16 @@ def build_resources(
         "parameters": ParametersResource(path=str(parameters_path())),
         "registry": RegistryResource.for_environment(env),
     }
+
+
+def as_warehouse(warehouse: Warehouse | Path) -> Warehouse:
+    """``warehouse``, or the DuckDB warehouse in the file at that path."""
+    return warehouse if isinstance(warehouse, Warehouse) else WarehouseResource(path=str(warehouse))
+
+
+def duckdb_file(warehouse: Warehouse) -> Path | None:
+    """The DuckDB file behind ``warehouse``; None when the warehouse is BigQuery."""
+    return Path(warehouse.path) if isinstance(warehouse, WarehouseResource) else None
 
 
 def warehouse_resource(

@@ -236,16 +236,16 @@ def changes_of(result: dg.ExecuteInProcessResult, defs: dg.Definitions) -> list[
 
 
 def _audience(defs: dg.Definitions) -> str:
-    from pathlib import Path
+    import pandas as pd
 
-    from thelook.warehouse import connect
+    from orchestration.audience import AUDIENCE_TABLE
 
     warehouse = defs.resources["warehouse"]
-    con = connect(Path(warehouse.path), read_only=True)  # type: ignore[attr-defined]
-    try:
-        rows = con.execute(
-            "select as_of, count(*) from marts.campaign_audience group by as_of"
-        ).fetchall()
-    finally:
-        con.close()
+    counts = warehouse.query(  # type: ignore[attr-defined]
+        f"select as_of, count(*) as n from {warehouse.relation(AUDIENCE_TABLE)} "  # type: ignore[attr-defined]
+        "group by as_of order by as_of"
+    )
+    rows = [
+        (pd.Timestamp(d).date(), int(n)) for d, n in zip(counts["as_of"], counts["n"], strict=True)
+    ]
     return "; ".join(f"{n:,} customers to mail, as of {as_of}" for as_of, n in rows) or "empty"

@@ -8,7 +8,6 @@ both marts, and a second build on the same data changes nothing.
 
 from __future__ import annotations
 
-import io
 import json
 import threading
 from collections.abc import Iterator
@@ -20,12 +19,11 @@ from google.cloud import bigquery
 
 from orchestration.dbt import SCORING_SELECTOR, dbt_invocation, dbt_resource, dbt_target_path
 from orchestration.environment import current_environment
-from orchestration.partitions import data_as_of, read_partitions
 from orchestration.settings import load_parameters
 from tests.bigquery.emulator import Emulator
+from tests.bigquery.raw import copy_raw
 from tests.conftest import FIXTURES
 from thelook.loader import load_export
-from thelook.schema import RAW_SCHEMA, TABLES
 from thelook.warehouse import connect
 
 RAW_EXPORT = FIXTURES / "thelook_google"
@@ -46,35 +44,9 @@ def _load_raw(client: bigquery.Client, workdir: Path) -> str:
     con = connect(warehouse)
     try:
         load_export(con, [RAW_EXPORT])
-        client.create_dataset(RAW_SCHEMA, retry=RETRY, timeout=CALL_TIMEOUT)
-        for table in TABLES.values():
-            if table.optional:
-                continue
-            relation = con.sql(f"select * from {table.qualified_name}")
-            rows = [dict(zip(relation.columns, row, strict=True)) for row in relation.fetchall()]
-            config = bigquery.LoadJobConfig(
-                source_format=bigquery.SourceFormat.NEWLINE_DELIMITED_JSON,
-                schema=[bigquery.SchemaField(c.name, c.bq_type) for c in table.columns],
-                # Accepted and ignored by the emulator (order_items stays one partition).
-                time_partitioning=(
-                    bigquery.TimePartitioning(field=table.partition_column)
-                    if table.partition_column
-                    else None
-                ),
-            )
-            body = "\n".join(json.dumps(row, default=str) for row in rows).encode()
-            job = client.load_table_from_file(
-                io.BytesIO(body),
-                f"{client.project}.{RAW_SCHEMA}.{table.name}",
-                job_config=config,
-                timeout=CALL_TIMEOUT,
-            )
-            job.result(timeout=CALL_TIMEOUT)
     finally:
         con.close()
-    as_of = data_as_of(read_partitions(warehouse))
-    assert as_of is not None, f"{RAW_EXPORT} has no complete day"
-    return as_of.isoformat()
+    return copy_raw(client, warehouse)
 
 
 @dataclass(frozen=True)

@@ -15,9 +15,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
 import pytest
+import sqlalchemy as sa
 from google.api_core.exceptions import BadRequest
 
+from orchestration.bigquery_jobs import parameter as query_parameter
 from orchestration.bigquery_warehouse import BigQueryWarehouseResource
 from orchestration.environment import Environment, EnvironmentSettingError
 from orchestration.resources import Warehouse, WarehouseResource, build_resources
@@ -99,6 +103,7 @@ def test_the_scores_dataset_is_its_own_setting(monkeypatch: pytest.MonkeyPatch) 
         ({"NEXTBUY_BQ_SCORES_DATASET": "ml.scores"}, "NEXTBUY_BQ_SCORES_DATASET"),
         ({"NEXTBUY_BQ_PROJECT": ""}, "NEXTBUY_BQ_PROJECT"),
         ({"NEXTBUY_BQ_STORAGE_READ_API": "maybe"}, "NEXTBUY_BQ_STORAGE_READ_API"),
+        ({"NEXTBUY_BQ_PUBLISH": "merge"}, "NEXTBUY_BQ_PUBLISH"),
     ],
 )
 def test_settings_bigquery_or_the_raw_data_would_suffer_from_are_refused(
@@ -111,6 +116,54 @@ def test_settings_bigquery_or_the_raw_data_would_suffer_from_are_refused(
 def test_the_rest_path_can_be_chosen_for_reads() -> None:
     environ = {**PRODUCTION, "NEXTBUY_BQ_STORAGE_READ_API": "false"}
     assert not BigQueryWarehouseResource.from_environment(environ).storage_read_api
+
+
+def test_publishing_is_a_copy_job_unless_a_transaction_is_asked_for() -> None:
+    assert not BigQueryWarehouseResource.from_environment(PRODUCTION).replace_with_transaction
+    environ = {**PRODUCTION, "NEXTBUY_BQ_PUBLISH": "transaction"}
+    assert BigQueryWarehouseResource.from_environment(environ).replace_with_transaction
+
+
+def test_steps_name_tables_and_validate_them_where_bigquery_keeps_them() -> None:
+    environ = {
+        **PRODUCTION,
+        "NEXTBUY_BQ_SCORES_DATASET": "scoring",
+        "NEXTBUY_BQ_KEYFILE": "/k.json",
+    }
+    warehouse = BigQueryWarehouseResource.from_environment(environ)
+
+    assert warehouse.relation(TABLE) == f"`{PROJECT}.scoring.customer_scores`"
+    assert warehouse.relation("marts.customer_features") == f"`{PROJECT}.marts.customer_features`"
+    url = sa.engine.make_url(warehouse.sqlalchemy_url())
+    assert (url.drivername, url.host, url.database) == ("bigquery", PROJECT, "nextbuy")
+    assert url.query == {"location": warehouse.location, "credentials_path": "/k.json"}
+
+
+@pytest.mark.parametrize(
+    ("value", "kind"),
+    [
+        (True, "BOOL"),
+        (3, "INT64"),
+        (np.int64(3), "INT64"),
+        (0.25, "FLOAT64"),
+        ("online", "STRING"),
+        (None, "STRING"),
+        (dt.date(2024, 6, 1), "DATE"),
+        (dt.datetime(2024, 6, 1, 4, 5), "TIMESTAMP"),
+        (pd.Timestamp("2024-06-01 04:05"), "TIMESTAMP"),
+    ],
+)
+def test_query_parameters_take_the_bigquery_type_of_their_value(value: Any, kind: str) -> None:
+    parameter = query_parameter(value)
+    assert parameter.name is None and parameter.type_ == kind
+    if isinstance(value, dt.datetime):
+        # Naive instants are UTC, as everywhere in the warehouse.
+        assert parameter.value.tzinfo is not None and parameter.value.utcoffset() == dt.timedelta(0)
+
+
+def test_a_value_without_a_bigquery_type_is_refused() -> None:
+    with pytest.raises(TypeError, match="no BigQuery query parameter for list"):
+        query_parameter([1, 2])
 
 
 @pytest.fixture

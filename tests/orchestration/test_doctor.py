@@ -25,6 +25,7 @@ from click.testing import CliRunner, Result
 
 from orchestration.cli import main
 from orchestration.fingerprint import current_fingerprint, rebuild_notice, stored_fingerprint
+from orchestration.resources import WarehouseResource
 from orchestration.settings import load_parameters
 from tests.orchestration.conftest import SmallShop
 from thelook.warehouse import connect
@@ -239,11 +240,7 @@ def runs(built: Built, tmp_path_factory: pytest.TempPathFactory) -> Runs:
 def test_a_first_build_records_the_fingerprint_without_a_notice(runs: Runs) -> None:
     assert "full refresh" not in runs.first
     # The second run recorded its own, with the changed brands.
-    con = connect(runs.home / "warehouse.duckdb", read_only=True)
-    try:
-        stored = stored_fingerprint(con)
-    finally:
-        con.close()
+    stored = stored_fingerprint(WarehouseResource(path=str(runs.home / "warehouse.duckdb")))
     assert stored is not None and stored.settings["target_brands"] == NEW_BRANDS
 
 

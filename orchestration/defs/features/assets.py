@@ -7,7 +7,6 @@ so lineage runs raw -> dbt -> Python -> dbt. Other domains find a model's asset 
 """
 
 from collections.abc import Iterator, Mapping
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -22,7 +21,7 @@ from orchestration.dbt import (
     prepare_manifest,
 )
 from orchestration.partitions import AS_OF_DATES, ORDER_ITEMS_DAYS
-from orchestration.resources import ParametersResource, WarehouseResource
+from orchestration.resources import ParametersResource, Warehouse, duckdb_file
 
 # dbt source -> the asset key prefix of what fills it (raw tables, the scores asset).
 SOURCE_PREFIX = {"thelook": "raw", "thelook_meta": "meta", "ml": "ml"}
@@ -123,7 +122,7 @@ _COMMON: dict[str, Any] = {
 def feature_models(
     context: dg.AssetExecutionContext,
     dbt: DbtCliResource,
-    warehouse: WarehouseResource,
+    warehouse: dg.ResourceParam[Warehouse],
     parameters: ParametersResource,
     config: FeaturesConfig,
 ) -> Iterator[Any]:
@@ -150,9 +149,7 @@ def feature_models(
     full_refresh = config.full_refresh
     notice = None
     if not full_refresh:
-        notice = full_rebuild_notice(
-            Path(warehouse.path), fingerprint, processed_state(context.instance)
-        )
+        notice = full_rebuild_notice(warehouse, fingerprint, processed_state(context.instance))
     if notice:
         context.log.warning(notice)
         full_refresh = True
@@ -163,7 +160,7 @@ def feature_models(
         if whole
         else _days_text(list(context.partition_keys))
     )
-    as_of = config.as_of or _data_as_of(partitions, Path(warehouse.path))
+    as_of = config.as_of or _data_as_of(partitions)
     context.log.info(f"raw.order_items partitions {shown}; customer_features as of {as_of}")
     args = ["build", *(["--full-refresh"] if full_refresh else [])]
     for event in asset_events(
@@ -171,7 +168,7 @@ def feature_models(
             dbt,
             args,
             params=params,
-            warehouse=Path(warehouse.path),
+            warehouse=duckdb_file(warehouse),
             as_of=as_of,
             partitions=days,
             # A run over some days tests only the customers it rebuilt (macros/scoped_tests.sql);
@@ -195,8 +192,7 @@ def feature_models(
         [p for p in partitions if days is None or p.partition_id in built],
         merge=not full_refresh,
     )
-    with warehouse.connect() as con:
-        record_fingerprint(con, fingerprint)
+    record_fingerprint(warehouse, fingerprint)
 
 
 # Metadata of customer_features' materialisation: the date it is computed as of.
@@ -217,14 +213,14 @@ def _days_text(days: list[str]) -> str:
     return days[0] if len(days) == 1 else f"{days[0]}..{days[-1]} ({len(days)} days)"
 
 
-def _data_as_of(partitions: list[Any], warehouse: Path) -> str:
+def _data_as_of(partitions: list[Any]) -> str:
     from orchestration.partitions import data_as_of
 
     as_of = data_as_of(partitions)
     if as_of is None:
         raise dg.Failure(
             description=(
-                f"raw.order_items in {warehouse} has no complete day partition, so there is "
+                "raw.order_items has no complete day partition, so there is "
                 "no date to compute features as of: load or simulate data first, or give "
                 "as_of explicitly"
             )
@@ -236,7 +232,7 @@ def _data_as_of(partitions: list[Any], warehouse: Path) -> str:
 def scoring_models(
     context: dg.AssetExecutionContext,
     dbt: DbtCliResource,
-    warehouse: WarehouseResource,
+    warehouse: dg.ResourceParam[Warehouse],
     parameters: ParametersResource,
 ) -> Iterator[Any]:
     """campaign_audience: the top customers by the champion's scores of the partition's
@@ -247,7 +243,7 @@ def scoring_models(
             dbt,
             ["build"],
             params=parameters.load(),
-            warehouse=Path(warehouse.path),
+            warehouse=duckdb_file(warehouse),
             as_of=context.partition_key,
             context=context,
         )
@@ -257,13 +253,12 @@ def scoring_models(
         yield event
 
 
-def _audience_metadata(warehouse: WarehouseResource) -> dict[str, Any]:
+def _audience_metadata(warehouse: Warehouse) -> dict[str, Any]:
     from orchestration.audience import audience_cut
 
     # dbt has finished by now: dagster-dbt yields a DuckDB build's events only after the
     # dbt process exits and releases the file.
-    with warehouse.connect(read_only=True) as con:
-        cut = audience_cut(con)
+    cut = audience_cut(warehouse)
     return {**cut.as_metadata(), "cut": cut.describe()}
 
 

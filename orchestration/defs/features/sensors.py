@@ -25,7 +25,7 @@ from orchestration.partitions import (
     run_key,
 )
 from orchestration.removals import removed_from
-from orchestration.resources import WarehouseResource
+from orchestration.resources import Warehouse
 
 # Run tags: which partitions a run processed, and the date it scored as of.
 PARTITIONS_TAG = "nextbuy/partitions"
@@ -54,7 +54,7 @@ def features_run_config(
     ),
 )
 def order_items_partitions(
-    context: dg.SensorEvaluationContext, warehouse: WarehouseResource
+    context: dg.SensorEvaluationContext, warehouse: dg.ResourceParam[Warehouse]
 ) -> dg.SensorResult | dg.SkipReason:
     partitions = warehouse.partitions()
     processed = processed_state(context.instance)

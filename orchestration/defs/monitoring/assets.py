@@ -25,8 +25,9 @@ from orchestration.defs.monitoring.reference import (
     scored_population,
 )
 from orchestration.defs.scoring.assets import SCORES_KEY
+from orchestration.environment import warehouse_kind
 from orchestration.partitions import AS_OF_DATES
-from orchestration.resources import ParametersResource, RegistryResource, WarehouseResource
+from orchestration.resources import ParametersResource, RegistryResource, Warehouse
 
 WORST_SHOWN = 5
 _TABLE_COLUMNS = {
@@ -46,12 +47,12 @@ _TABLE_COLUMNS = {
     group_name="monitoring",
     partitions_def=AS_OF_DATES,
     deps=[CUSTOMER_FEATURES_KEY, SCORES_KEY],
-    kinds={"duckdb", "mlflow"},
+    kinds={warehouse_kind(), "mlflow"},
     check_specs=[drift_check_spec],
 )
 def feature_drift(
     context: dg.AssetExecutionContext,
-    warehouse: WarehouseResource,
+    warehouse: dg.ResourceParam[Warehouse],
     parameters: ParametersResource,
     registry: RegistryResource,
 ) -> Iterator[dg.MaterializeResult]:  # type: ignore[type-arg]

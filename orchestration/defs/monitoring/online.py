@@ -25,9 +25,9 @@ import duckdb
 import pandas as pd
 import pyarrow as pa  # type: ignore[import-untyped]
 
-from orchestration.environment import current_environment
+from orchestration.environment import current_environment, warehouse_kind
 from orchestration.partitions import AS_OF_DATES
-from orchestration.resources import Warehouse, WarehouseResource
+from orchestration.resources import Warehouse
 from serving.predictions import SCHEMA, default_log_path
 from serving.predictions import TABLE as LOG_TABLE
 
@@ -105,12 +105,12 @@ def bring_predictions(
     key=ONLINE_PREDICTIONS_KEY,
     group_name="monitoring",
     partitions_def=AS_OF_DATES,
-    kinds={"duckdb"},
+    kinds={warehouse_kind()},
 )
 def online_predictions(
     context: dg.AssetExecutionContext,
     config: OnlinePredictionsConfig,
-    warehouse: WarehouseResource,
+    warehouse: dg.ResourceParam[Warehouse],
 ) -> dg.MaterializeResult:  # type: ignore[type-arg]
     """Every prediction the serving API logged (customer, as_of, features hash, score,
     model version, path, request time), appended to ml.online_predictions: only the

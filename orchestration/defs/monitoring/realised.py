@@ -43,9 +43,10 @@ from orchestration.defs.monitoring.performance import (
 )
 from orchestration.defs.monitoring.reference import MonitoringSample
 from orchestration.defs.scoring.assets import SCORES_KEY
+from orchestration.environment import warehouse_kind
 from orchestration.partitions import AS_OF_DATES
 from orchestration.registry import ModelRef, Registry, RegistryError
-from orchestration.resources import ParametersResource, RegistryResource, WarehouseResource
+from orchestration.resources import ParametersResource, RegistryResource, Warehouse
 from orchestration.settings import Parameters
 
 SCORE_OUTCOMES = "marts.score_outcomes"
@@ -91,7 +92,7 @@ class Performance:
 
 
 def load_performance(
-    warehouse: WarehouseResource, reg: Registry, params: Parameters, as_of: dt.date
+    warehouse: Warehouse, reg: Registry, params: Parameters, as_of: dt.date
 ) -> Performance:
     """Realised performance of every date scored up to ``as_of`` (which must be scored)."""
     monitoring, evaluation = params.monitoring, params.evaluation
@@ -146,7 +147,7 @@ def load_performance(
 
 
 def online_performance(
-    warehouse: WarehouseResource, params: Parameters, as_of: dt.date, sample: MonitoringSample
+    warehouse: Warehouse, params: Parameters, as_of: dt.date, sample: MonitoringSample
 ) -> pd.DataFrame:
     """The online scores' realised figures of every date up to ``as_of`` with
     monitoring.min_labelled labelled online customers of ``sample``, judged as the batch's
@@ -170,7 +171,7 @@ def online_performance(
 
 
 def read_outcomes(
-    warehouse: WarehouseResource,
+    warehouse: Warehouse,
     as_of: dt.date,
     horizon_days: int,
     sample: MonitoringSample,
@@ -191,27 +192,26 @@ def read_outcomes(
             next_order_has_target_brand,
             coalesce(days_to_next_order < {horizon_days:d}, false) as labelled,
             coalesce(days_observed < {horizon_days:d}, true) as watched
-        from {SCORE_OUTCOMES}
+        from {warehouse.relation(SCORE_OUTCOMES)}
         where as_of <= ? and source = ? and {sample.where()}
     """
-    with warehouse.connect(read_only=True) as con:
-        rows = con.execute(
-            f"""select customer_id, as_of, score,
-                       case when labelled then next_order_has_target_brand end as label
-                from ({classified}) where labelled or watched
-                order by as_of, customer_id""",
-            [as_of, source],
-        ).df()
-        counts = con.execute(
-            f"""select as_of,
-                       count(distinct model_name || ' v' || model_version) as models,
-                       min(model_name) as model_name,
-                       min(model_version) as model_version,
-                       count(*) as scored,
-                       count(*) filter (where not labelled and not watched) as n_unlabelled
-                from ({classified}) group by as_of order by as_of""",
-            [as_of, source],
-        ).df()
+    rows = warehouse.query(
+        f"""select customer_id, as_of, score,
+                   case when labelled then next_order_has_target_brand end as label
+            from ({classified}) where labelled or watched
+            order by as_of, customer_id""",
+        [as_of, source],
+    )
+    counts = warehouse.query(
+        f"""select as_of,
+                   count(distinct concat(model_name, ' v', model_version)) as models,
+                   min(model_name) as model_name,
+                   min(model_version) as model_version,
+                   count(*) as scored,
+                   countif(not labelled and not watched) as n_unlabelled
+            from ({classified}) group by as_of order by as_of""",
+        [as_of, source],
+    )
     for frame in (rows, counts):
         frame["as_of"] = pd.to_datetime(frame["as_of"]).dt.date
     several = counts[counts["models"] > 1]
@@ -222,6 +222,8 @@ def read_outcomes(
         )
     rows["label"] = pd.to_numeric(rows["label"]).astype("float64")
     counts["model_version"] = counts["model_version"].astype(str)
+    # DuckDB's countif is a HUGEINT, which pandas receives as a float.
+    counts["n_unlabelled"] = counts["n_unlabelled"].astype("int64")
     return rows, counts.drop(columns="models")
 
 
@@ -257,12 +259,12 @@ def gives_probabilities(reg: Registry) -> Callable[[ScoringModel], bool]:
     group_name="monitoring",
     partitions_def=AS_OF_DATES,
     deps=[SCORES_KEY, SCORE_OUTCOMES_KEY],
-    kinds={"duckdb", "mlflow"},
+    kinds={warehouse_kind(), "mlflow"},
     check_specs=[performance_check_spec],
 )
 def realised_performance_asset(
     context: dg.AssetExecutionContext,
-    warehouse: WarehouseResource,
+    warehouse: dg.ResourceParam[Warehouse],
     parameters: ParametersResource,
     registry: RegistryResource,
 ) -> Iterator[dg.MaterializeResult]:  # type: ignore[type-arg]

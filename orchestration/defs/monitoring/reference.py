@@ -24,7 +24,7 @@ import pandas as pd
 
 from ml.drift import DriftMonitor, DriftReport
 from orchestration.defs.scoring.assets import CUSTOMER_FEATURES, SCORES_TABLE
-from orchestration.resources import WarehouseResource
+from orchestration.resources import Warehouse
 from orchestration.settings import ModelSettings, MonitoringSettings, Parameters
 
 if TYPE_CHECKING:
@@ -39,7 +39,7 @@ SCORE = "score"
 class MonitoringSample:
     """The customers monitoring reads: every customer when there are at most
     ``monitoring.sample_size``, else a systematic sample of about that many, every
-    ``stride``-th customer id (``customer_id % stride = 0``). Drift and realised performance
+    ``stride``-th customer id (``mod(customer_id, stride) = 0``). Drift and realised performance
     are statistics of a distribution: a couple of hundred thousand customers estimate
     them as well as every one does (PSI's sampling noise is about bins / n), while the
     cost of reading and binning the whole population grows with the shop (5.5M customers
@@ -57,28 +57,28 @@ class MonitoringSample:
     @classmethod
     def counted(
         cls,
-        warehouse: WarehouseResource,
+        warehouse: Warehouse,
         relation: str,
         size: int,
         where: str = "true",
         parameters: list[Any] | None = None,
     ) -> MonitoringSample:
-        with warehouse.connect(read_only=True) as con:
-            row = con.execute(
-                f"select count(*) from {relation} where {where}", parameters or []
-            ).fetchone()
-        return cls.of(int(row[0]) if row else 0, size)
+        rows = warehouse.query(
+            f"select count(*) as n from {warehouse.relation(relation)} where {where}",
+            parameters or [],
+        )
+        return cls.of(int(rows.iloc[0]["n"]) if len(rows) else 0, size)
 
     def where(self, column: str = "customer_id") -> str:
         """The SQL condition that keeps the sample's rows."""
-        return "true" if self.stride == 1 else f"{column} % {self.stride:d} = 0"
+        return "true" if self.stride == 1 else f"mod({column}, {self.stride:d}) = 0"
 
     def describe(self, sampled: int | None = None) -> str:
         if self.stride == 1:
             return f"every customer ({self.population:,})"
         n = f"{sampled:,}" if sampled is not None else f"about {self.population // self.stride:,}"
         return (
-            f"{n} of {self.population:,} customers (customer_id % {self.stride} = 0; "
+            f"{n} of {self.population:,} customers (mod(customer_id, {self.stride}) = 0; "
             "monitoring.sample_size)"
         )
 
@@ -115,7 +115,7 @@ def compare(
 
 
 def record_drift_reference(
-    warehouse: WarehouseResource,
+    warehouse: Warehouse,
     client: MlflowClient,
     run_id: str,
     scorer: Any,
@@ -159,9 +159,7 @@ class ScoredPopulation:
     sample: MonitoringSample
 
 
-def scored_population(
-    warehouse: WarehouseResource, as_of: dt.date, sample_size: int
-) -> ScoredPopulation:
+def scored_population(warehouse: Warehouse, as_of: dt.date, sample_size: int) -> ScoredPopulation:
     """customer_features (which must be computed as of ``as_of``) joined with the scores
     of that date, for the customers of the monitoring sample."""
     sample = MonitoringSample.counted(warehouse, CUSTOMER_FEATURES, sample_size)
@@ -186,19 +184,19 @@ def scored_population(
 
 
 def scores_of(
-    warehouse: WarehouseResource, as_of: dt.date, sample: MonitoringSample | None = None
+    warehouse: Warehouse, as_of: dt.date, sample: MonitoringSample | None = None
 ) -> tuple[pd.DataFrame, str, str]:
     """customer_id and score of one date of ml.customer_scores (of the sample's customers,
     or all), and the model that scored it."""
     if not warehouse.has_table(SCORES_TABLE):
         raise LookupError(f"{SCORES_TABLE} does not exist: materialise ml/customer_scores first")
     where = sample.where() if sample is not None else "true"
-    with warehouse.connect(read_only=True) as con:
-        scored = con.execute(
-            f"select customer_id, score, model_name, model_version from {SCORES_TABLE} "
-            f"where as_of = ? and {where} order by customer_id",
-            [as_of],
-        ).df()
+    scored = warehouse.query(
+        f"select customer_id, score, model_name, model_version "
+        f"from {warehouse.relation(SCORES_TABLE)} where as_of = ? and {where} "
+        "order by customer_id",
+        [as_of],
+    )
     models = scored[["model_name", "model_version"]].drop_duplicates()
     if len(models) != 1:
         raise ValueError(

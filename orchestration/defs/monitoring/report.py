@@ -48,7 +48,7 @@ from orchestration.defs.scoring.assets import CUSTOMER_FEATURES, SCORES_TABLE
 from orchestration.environment import current_environment
 from orchestration.partitions import AS_OF_DATES
 from orchestration.registry import ModelRef, Registry
-from orchestration.resources import ParametersResource, RegistryResource, WarehouseResource
+from orchestration.resources import ParametersResource, RegistryResource, Warehouse
 from orchestration.settings import Parameters
 from orchestration.tracking import run_url
 
@@ -77,7 +77,7 @@ class DateDrift:
 
 
 def date_drift(
-    warehouse: WarehouseResource, reg: Registry, params: Parameters, as_of: dt.date
+    warehouse: Warehouse, reg: Registry, params: Parameters, as_of: dt.date
 ) -> DateDrift:
     """The features (while customer_features is computed as of ``as_of``) and scores of
     the date against the reference of the model that scored them."""
@@ -112,15 +112,17 @@ def date_drift(
 
 
 def features_as_of(
-    warehouse: WarehouseResource, as_of: dt.date, sample: MonitoringSample
+    warehouse: Warehouse, as_of: dt.date, sample: MonitoringSample
 ) -> pd.DataFrame | None:
     """customer_features of the sample's customers when it is computed as of ``as_of``,
     else None."""
     if not warehouse.has_table(CUSTOMER_FEATURES):
         return None
-    with warehouse.connect(read_only=True) as con:
-        row = con.execute(f"select min(as_of), max(as_of) from {CUSTOMER_FEATURES}").fetchone()
-    dates = {pd.Timestamp(v).date() for v in row or () if v is not None}
+    row = warehouse.query(
+        f"select min(as_of) as first, max(as_of) as last "
+        f"from {warehouse.relation(CUSTOMER_FEATURES)}"
+    ).iloc[0]
+    dates = {pd.Timestamp(v).date() for v in row if not pd.isna(v)}
     if dates != {as_of}:
         return None
     return warehouse.read_table(CUSTOMER_FEATURES, order_by="customer_id", where=sample.where())
@@ -135,7 +137,7 @@ def features_as_of(
 )
 def monitoring_report(
     context: dg.AssetExecutionContext,
-    warehouse: WarehouseResource,
+    warehouse: dg.ResourceParam[Warehouse],
     parameters: ParametersResource,
     registry: RegistryResource,
 ) -> Iterator[dg.MaterializeResult]:  # type: ignore[type-arg]

@@ -8,13 +8,12 @@ expectation and its column; its metadata holds the counts and a table of the fai
 """
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import dagster as dg
 
 from orchestration.defs.features.assets import CUSTOMER_FEATURES_KEY, TRAINING_EXAMPLES_KEY
-from orchestration.resources import ParametersResource, WarehouseResource
+from orchestration.resources import ParametersResource, Warehouse
 
 if TYPE_CHECKING:
     from orchestration.defs.quality.gx import ValidationOutcome
@@ -57,14 +56,17 @@ def _suite_check(spec: SuiteCheck) -> dg.AssetChecksDefinition:
         blocking=True,
         description=f"Great Expectations suite expectations/{spec.suite}.json on {spec.table}.",
     )
-    def check(warehouse: WarehouseResource, parameters: ParametersResource) -> dg.AssetCheckResult:
-        from orchestration.defs.quality.gx import validate_table, warehouse_url
+    def check(
+        warehouse: dg.ResourceParam[Warehouse], parameters: ParametersResource
+    ) -> dg.AssetCheckResult:
+        from orchestration.defs.quality.gx import validate_table
 
         outcome = validate_table(
-            warehouse_url(Path(warehouse.path)),
+            warehouse.sqlalchemy_url(),
             spec.table,
             spec.suite,
             parameters.load().suite_parameters(),
+            relation=warehouse.relation(spec.table),
         )
         return check_result(outcome)
 

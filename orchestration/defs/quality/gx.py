@@ -212,15 +212,21 @@ def validate_table(
     suite_name: str,
     parameters: Mapping[str, Any],
     *,
+    relation: str | None = None,
     suites_dir: Path = EXPECTATIONS_DIR,
 ) -> ValidationOutcome:
     """Validate ``table`` (``schema.name``) against expectations/<suite_name>.json, with
-    ``parameters`` filling the suite's parameters.
+    ``parameters`` filling the suite's parameters. ``relation`` is the table as the
+    engine's SQL names it when that differs (BigQuery: `project.dataset.name`, see
+    `Warehouse.relation`).
 
     LookupError when the table does not exist; FileNotFoundError when the suite or the
     warehouse file does not; ValueError when the suite needs a parameter not given.
     """
-    schema, name = _split_table(table)
+    _split_table(table)
+    relation = relation or table
+    schema, name = relation.strip("`").split(".")[-2:]
+    duckdb = sa.engine.make_url(url).drivername.startswith("duckdb")
     suite = load_suite(suite_name, suites_dir)
     derived = _derived_columns(suite, suite_path(suite_name, suites_dir))
     missing = sorted(_parameter_names(suite) - set(parameters))
@@ -232,28 +238,34 @@ def validate_table(
     _require_database_file(url)
 
     context = _ephemeral_context()
-    datasource = context.data_sources.add_sql(
-        name="warehouse",
-        connection_string=url,
-        # One connection per engine: a view's batch is a temporary table (module docstring),
-        # which only the connection that made it can see.
-        kwargs={"connect_args": {"read_only": True}, "poolclass": sa.pool.StaticPool},
-    )
+    if duckdb:
+        datasource = context.data_sources.add_sql(
+            name="warehouse",
+            connection_string=url,
+            # One connection per engine: a view's batch is a temporary table (module
+            # docstring), which only the connection that made it can see.
+            kwargs={"connect_args": {"read_only": True}, "poolclass": sa.pool.StaticPool},
+        )
+    else:
+        # GX's BigQuery datasource: sqlalchemy-bigquery, with GX's own pooling for it.
+        datasource = context.data_sources.add_bigquery(name="warehouse", connection_string=url)
     materialised: str | None = None
     try:
         engine = datasource.get_engine()
         table_type = _table_type(engine, schema, name)
         if table_type is None:
             raise LookupError(
-                f"table {table} does not exist in the warehouse ({_database(url)}): "
+                f"table {table} does not exist in the warehouse "
+                f"({_database(url) if duckdb else relation.strip('`')}): "
                 "build it before validating it"
             )
         # A derived column whose source column is missing would break the whole batch
         # query; left out, only its own expectations fail (and a schema expectation, or
         # the marts' dbt contract, names the missing column).
-        derived = {k: v for k, v in derived.items() if _computes(engine, table, v)}
-        query = _batch_query(table, derived)
-        if table_type == "VIEW":
+        derived = {k: v for k, v in derived.items() if _computes(engine, relation, v)}
+        query = _batch_query(relation, derived)
+        # BigQuery computes a view where it lives, in parallel; a copy would be billed.
+        if table_type == "VIEW" and duckdb:
             materialised = _materialise(datasource.get_execution_engine().engine, query)
             query = f"select * from {materialised}"
         asset = datasource.add_query_asset(name=name, query=query)
@@ -340,16 +352,12 @@ def _require_database_file(url: str) -> None:
 
 
 def _table_type(engine: sa.Engine, schema: str, name: str) -> str | None:
-    """information_schema's table_type of the table (BASE TABLE, VIEW, ...), None if absent."""
-    with engine.connect() as connection:
-        row = connection.execute(
-            sa.text(
-                "select table_type from information_schema.tables "
-                "where table_schema = :schema and table_name = :name"
-            ),
-            {"schema": schema, "name": name},
-        ).first()
-    return None if row is None else str(row[0])
+    """ "VIEW" or "BASE TABLE", None when the table is absent: by SQLAlchemy's inspector,
+    which asks each engine its own way (BigQuery has one INFORMATION_SCHEMA per dataset)."""
+    inspector = sa.inspect(engine)
+    if not inspector.has_table(name, schema=schema):
+        return None
+    return "VIEW" if name in inspector.get_view_names(schema=schema) else "BASE TABLE"
 
 
 def _materialise(engine: sa.Engine, query: str) -> str:

@@ -11,7 +11,7 @@ import dagster as dg
 import pandas as pd
 
 from orchestration.defs.features.assets import model_key
-from orchestration.resources import WarehouseResource
+from orchestration.resources import Warehouse
 
 QUARANTINE_MODEL = "stg_thelook__future_order_items"
 QUARANTINE_TABLE = f"staging.{QUARANTINE_MODEL}"
@@ -67,7 +67,7 @@ def quarantine_result(quarantined: pd.DataFrame) -> dg.AssetCheckResult:
         "never used): how many rows, in which day partitions."
     ),
 )
-def future_dated_order_items(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+def future_dated_order_items(warehouse: dg.ResourceParam[Warehouse]) -> dg.AssetCheckResult:
     return quarantine_result(
         warehouse.read_table(QUARANTINE_TABLE, order_by="partition_id, order_item_id")
     )

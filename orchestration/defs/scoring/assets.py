@@ -3,7 +3,6 @@
 import datetime as dt
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import dagster as dg
 import numpy as np
@@ -11,8 +10,9 @@ import pandas as pd
 
 from orchestration.defs.features.assets import CUSTOMER_FEATURES_KEY
 from orchestration.defs.quality.checks import check_name, check_result
+from orchestration.environment import warehouse_kind
 from orchestration.partitions import AS_OF_DATES
-from orchestration.resources import ParametersResource, RegistryResource, WarehouseResource
+from orchestration.resources import ParametersResource, RegistryResource, Warehouse
 
 CUSTOMER_FEATURES = "marts.customer_features"
 SCORES_TABLE = "ml.customer_scores"
@@ -46,7 +46,7 @@ def features_as_of(features: pd.DataFrame) -> dt.date:
     group_name="scoring",
     partitions_def=AS_OF_DATES,
     deps=[CUSTOMER_FEATURES_KEY, dg.AssetKey("champion_model")],
-    kinds={"duckdb", "mlflow"},
+    kinds={warehouse_kind(), "mlflow"},
     check_specs=[
         dg.AssetCheckSpec(
             check_name(SUITE),
@@ -61,7 +61,7 @@ def features_as_of(features: pd.DataFrame) -> dt.date:
 )
 def customer_scores(
     context: dg.AssetExecutionContext,
-    warehouse: WarehouseResource,
+    warehouse: dg.ResourceParam[Warehouse],
     parameters: ParametersResource,
     registry: RegistryResource,
 ) -> Iterator[dg.AssetCheckResult | dg.MaterializeResult]:  # type: ignore[type-arg]
@@ -106,12 +106,16 @@ def customer_scores(
             "scored_at": pd.Timestamp.now(tz="UTC").tz_localize(None),
         }
     )
-    from orchestration.defs.quality.gx import validate_table, warehouse_url
+    from orchestration.defs.quality.gx import validate_table
 
     # Validated before they replace anything: bad scores never reach the table.
     staged = warehouse.stage_scores(scores, SCORES_TABLE)
     outcome = validate_table(
-        warehouse_url(Path(warehouse.path)), staged, SUITE, params.suite_parameters()
+        warehouse.sqlalchemy_url(),
+        staged,
+        SUITE,
+        params.suite_parameters(),
+        relation=warehouse.relation(staged),
     )
     if not outcome.success:
         yield check_result(outcome)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from orchestration.environment import warehouse_kind
 from thelook.schema import META_SCHEMA, RAW_SCHEMA, TABLES
 
 _DESCRIPTIONS = {
@@ -45,7 +46,7 @@ def raw_table_specs() -> list[dg.AssetSpec]:
             key=dg.AssetKey([RAW_SCHEMA, table.name]),
             description=_DESCRIPTIONS.get(table.name, f"raw.{table.name}"),
             group_name="sources",
-            kinds={"duckdb"},
+            kinds={warehouse_kind()},
             metadata={
                 "dagster/column_schema": dg.TableSchema(
                     columns=[
@@ -71,7 +72,7 @@ def raw_table_specs() -> list[dg.AssetSpec]:
                 "modification, after BigQuery's INFORMATION_SCHEMA.PARTITIONS."
             ),
             group_name="sources",
-            kinds={"duckdb"},
+            kinds={warehouse_kind()},
         )
     )
     specs.append(
@@ -82,7 +83,7 @@ def raw_table_specs() -> list[dg.AssetSpec]:
                 "(simulated shops only): the ceiling the training report compares against."
             ),
             group_name="sources",
-            kinds={"duckdb"},
+            kinds={warehouse_kind()},
             metadata={"dagster/table_name": "truth.orders"},
         )
     )

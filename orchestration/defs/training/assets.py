@@ -58,7 +58,12 @@ from orchestration.defs.training.presentation import (
     tuning_sentence,
 )
 from orchestration.registry import ModelRef, Registry
-from orchestration.resources import ParametersResource, RegistryResource, WarehouseResource
+from orchestration.resources import (
+    ParametersResource,
+    RegistryResource,
+    Warehouse,
+    WarehouseResource,
+)
 from orchestration.settings import Parameters
 from orchestration.tracking import Tracker, experiment_url, model_version_url, run_url
 from thelook.pause_points import pause_point
@@ -127,15 +132,14 @@ class ChampionDecision:
     per_fold_metric: str = "roc_auc"
 
 
-def _truth_scores(warehouse: WarehouseResource, test: pd.DataFrame) -> np.ndarray | None:
+def _truth_scores(warehouse: Warehouse, test: pd.DataFrame) -> np.ndarray | None:
     """The simulator's true probability for each test example, when there is a truth table.
 
     The best any model can do on this data: the ceiling the report compares against.
     """
     if not warehouse.has_table(TRUTH_ORDERS):
         return None
-    with warehouse.connect(read_only=True) as con:
-        truth = con.execute(f"select order_id, p_target from {TRUTH_ORDERS}").df()
+    truth = warehouse.query(f"select order_id, p_target from {warehouse.relation(TRUTH_ORDERS)}")
     joined = test[["order_id"]].merge(truth, on="order_id", how="left")
     if joined["p_target"].isna().any():
         return None
@@ -161,7 +165,7 @@ def _run_as_of(context: dg.AssetExecutionContext) -> dt.date | None:
 )
 def candidate_model(
     context: dg.AssetExecutionContext,
-    warehouse: WarehouseResource,
+    warehouse: dg.ResourceParam[Warehouse],
     parameters: ParametersResource,
     registry: RegistryResource,
 ) -> dg.Output[Candidate]:
@@ -446,7 +450,7 @@ def _model_tables(scorers: Mapping[str, Any]) -> dict[str, pd.DataFrame]:
 def champion_model(
     context: dg.AssetExecutionContext,
     candidate_model: Candidate,
-    warehouse: WarehouseResource,
+    warehouse: dg.ResourceParam[Warehouse],
     parameters: ParametersResource,
     registry: RegistryResource,
 ) -> dg.Output[ChampionDecision]:
@@ -609,11 +613,12 @@ def _register_best_baseline(
     return ref
 
 
-def _ceiling_scores(warehouse: WarehouseResource, test: pd.DataFrame) -> np.ndarray | None:
+def _ceiling_scores(warehouse: Warehouse, test: pd.DataFrame) -> np.ndarray | None:
     """The observable ceiling for each test example: the Bayes posterior of a
     target-brand order given only what the warehouse shows, under the simulator's own
     process (thelook/ceiling.py); None without a behavioural simulation."""
-    if not warehouse.has_table(TRUTH_ORDERS):
+    # The simulator writes its truth into a DuckDB warehouse only.
+    if not isinstance(warehouse, WarehouseResource) or not warehouse.has_table(TRUTH_ORDERS):
         return None
     from thelook.ceiling import observable_posterior
     from thelook.simulator import SimulationError
