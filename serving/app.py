@@ -172,7 +172,9 @@ async def _answer(ask: Callable[[], Any]) -> Any:
     try:
         answer = ask()
         if isinstance(answer, Future):
-            answer = await asyncio.wrap_future(answer)
+            # Done already when the service answered at once (an id request it keeps the
+            # answer of): no hop through the event loop's queue.
+            answer = answer.result() if answer.done() else await asyncio.wrap_future(answer)
     except ScoreError as e:
         raise HTTPException(status_code=e.status_code, detail=e.detail) from None
     return answer
