@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import gc
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Future
 from contextlib import asynccontextmanager
@@ -46,9 +47,12 @@ def create_app(
     config: ServingConfig | None = None,
     *,
     compiled: CompiledFeatures | None = None,
+    freeze_heap: bool = False,
 ) -> FastAPI:
     """The API for ``env`` (default: the current environment). ``compiled`` skips the dbt
-    compile at start-up (tests share one)."""
+    compile at start-up (tests share one). ``freeze_heap``: once started, exempt every
+    object then alive from the garbage collector (`nextbuy serve`, whose process is the
+    server's alone: see ``_freeze_heap``)."""
     disable_telemetry()
     config = config or ServingConfig()
     service = ScoringService(env, config, compiled=compiled)
@@ -56,6 +60,8 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await asyncio.to_thread(service.start)
+        if freeze_heap:
+            _freeze_heap()
         try:
             yield
         finally:
@@ -180,6 +186,20 @@ class RefuseOversizedBodies:
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+
+def _freeze_heap() -> None:
+    """Collect, then move every object alive into the collector's permanent generation.
+
+    The server holds some 580,000 objects after its start (dbt, MLflow, CatBoost, pandas
+    and their modules), and each full collection, which the garbage of requests triggers
+    every few seconds under load, walked them all: 150 to 425 ms in which no request was
+    answered. On the benchmark machine the id path's p99 at 500 requests a second was 45
+    to 450 ms with those pauses and 7 to 9 ms without. Frozen objects are still freed when
+    their last reference goes; only cycles among them are never collected (at most the
+    first state's, once the poller has replaced it)."""
+    gc.collect()
+    gc.freeze()
 
 
 async def _answer(ask: Callable[[], Any]) -> Any:
