@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from serving.champion import load_champion
-from serving.predictions import read_predictions
+from serving.predictions import Prediction, PredictionLog, read_predictions
 from serving.service import Job
 from serving.snapshot import WarehouseSnapshot
 from serving.stored import StoredFeatures, StoredScores, feature_frame
@@ -101,3 +101,26 @@ def test_an_id_request_is_answered_at_once_and_logged_by_shutdown(
     assert [r["customer_id"] for r in rows] == customer_ids
     assert [r["score"] for r in rows] == [shop.model_scores[i] for i in customer_ids]
     assert {r["path"] for r in rows} == {"features"}
+
+
+def test_predictions_appended_after_close_are_written(tmp_path: Path) -> None:
+    log = PredictionLog(tmp_path / "predictions.duckdb", flush_seconds=3600)
+    log.start()
+
+    def prediction(customer_id: int) -> Prediction:
+        return Prediction(
+            customer_id=customer_id,
+            as_of=dt.date(2026, 11, 5),
+            features_hash="0" * 64,
+            score=0.5,
+            model_name="m",
+            model_version="1",
+            path="features",
+            requested_at=dt.datetime(2026, 11, 5, 12),
+        )
+
+    log.append([prediction(1), prediction(2)])
+    log.close()
+    log.append([prediction(3)])  # a request answered while the server stopped
+    assert [r["customer_id"] for r in read_predictions(log.path)] == [1, 2, 3]
+    assert log.pending == 0 and log.written == 3
