@@ -428,8 +428,15 @@ class ScoringService:
         row, score = stored.row(job.customer_id), scores.score(job.customer_id)
         if row is None or score is None:
             job.future.set_exception(_missing(stored, job.customer_id))
-        else:
+            return True
+        try:
             self._answer(champion, [(job, row, PATH_FEATURES)], [score])
+        except Exception as e:  # an answer, as a worker's batch gets
+            log.exception("answering from the stored scores failed")
+            if not job.future.done():
+                job.future.set_exception(
+                    ScoreError(500, f"scoring failed: {type(e).__name__}: {e}")
+                )
         return True
 
     def _process(self, index: int, batch: list[Job]) -> None:
