@@ -8,7 +8,7 @@ import dataclasses
 import datetime as dt
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -72,7 +72,7 @@ def test_kept_scores_are_the_batch_scores_and_each_rows_alone(
             assert float(alone[0]) == kept, (version, customer_id)
         assert scores.score(max(stored.known) + 1) is None
     # An online champion's scores move as it learns: none are kept.
-    learning = dataclasses.replace(champion, learner=object())
+    learning = dataclasses.replace(champion, learner=cast(Any, object()))
     assert StoredScores.of(stored, learning, columns) is None
 
 
