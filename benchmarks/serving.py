@@ -65,6 +65,7 @@ def build_shop(root: Path, users: int) -> tuple[Path, Path]:
     # CatBoost the only candidate: the benchmark measures serving a text-feature model.
     params["split"].update({"test_days": 60, "validation_days": 30, "folds": 2})
     params["challenger"]["enabled"] = False
+    params["online"]["enabled"] = False
     params["tuning"]["trials"] = 1
     parameters.write_text(yaml.safe_dump(params))
     env = {**os.environ, "NEXTBUY_HOME": str(home), "NEXTBUY_PARAMETERS": str(parameters)}

@@ -7,7 +7,9 @@ only append to a list, and the writer opens the file, inserts what has accumulat
 statement and closes it again about once a second, so a reader (monitoring, a notebook)
 can open the file between writes. When the file cannot be opened (a reader holds it
 open), the rows wait for the next attempt; beyond ``max_pending`` rows the oldest are
-dropped and counted, so a stuck file cannot exhaust the server's memory.
+dropped and counted, so a stuck file cannot exhaust the server's memory. No request
+waits for a write, and none is lost at shutdown: ``close`` writes what is pending, and
+rows appended after it (a request still being answered) are written at once.
 """
 
 from __future__ import annotations
@@ -88,6 +90,7 @@ class PredictionLog:
         self._write_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._closed = False
 
     def start(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -101,6 +104,9 @@ class PredictionLog:
             if excess > 0:
                 del self._pending[:excess]
                 self.dropped += excess
+            closed = self._closed
+        if closed:  # no writer thread any more
+            self.flush()
 
     @property
     def pending(self) -> int:
@@ -136,6 +142,8 @@ class PredictionLog:
         if self._thread is not None:
             self._thread.join()
             self._thread = None
+        with self._lock:
+            self._closed = True
         self.flush()
 
     def _run(self) -> None:
@@ -144,7 +152,9 @@ class PredictionLog:
 
     def _write(self, batch: list[Prediction]) -> None:
         rows = pa.Table.from_pylist([vars(p) for p in batch], schema=SCHEMA)
-        con = duckdb.connect(str(self.path))
+        # One thread: a second's rows need no more, and DuckDB's default (one a core)
+        # would contend with the requests for this server's cores.
+        con = duckdb.connect(str(self.path), config={"threads": 1})
         try:
             con.execute(DDL)
             con.register("_predictions", rows)

@@ -5,13 +5,21 @@ background poller.
 Kept whole: the workers, the poller and the state they share are one mechanism; split,
 each part would need the others' locks and invariants spelled out again.
 
-Requests are queued; each worker takes what is waiting (up to ``max_batch``), computes
-the features of the whole batch with one run of the compiled dbt chain per as-of date,
-and scores them with one call of the champion. Under load batches grow and the fixed
-cost of planning the SQL and calling the model is shared; a lone request runs at once,
-as a batch of one. A worker reads the state once per batch, so a batch is computed from
-one warehouse snapshot and scored by one champion, and a swap (new data, a moved alias)
-is seen by the next batch: no request sees a half-loaded model or snapshot.
+An id request for the warehouse copy's as-of date, with a batch champion, is answered
+at once in the caller's thread (the event loop's) from the state's index of stored rows
+and their scores (serving/stored.py): nothing is queued, queried or scored per request.
+Every other request is queued; each worker takes what is waiting (up to ``max_batch``),
+computes the features of the whole batch with one run of the compiled dbt chain per
+as-of date, and scores them with one call of the champion. Under load batches grow and
+the fixed cost of planning the SQL and calling the model is shared; a lone request runs
+at once, as a batch of one.
+
+The state (warehouse copy, champion, the index) is one immutable object that the poller
+replaces whole, after building the new one beside the old. A request answered at once
+reads it once, and a worker reads it once per batch, so a batch is computed from one
+warehouse snapshot and scored by one champion, and a swap (new data, a moved alias) is
+seen by the next request or batch: no request sees a half-loaded model or snapshot, and
+none waits for a load.
 """
 
 from __future__ import annotations
@@ -32,7 +40,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from orchestration.environment import Environment, current_environment
 from serving.champion import Champion, load_champion, open_registry
@@ -41,6 +48,7 @@ from serving.features import FeatureEngine, History
 from serving.online import LearnerStopped, Learnt, OnlineLearner
 from serving.predictions import Prediction, PredictionLog, default_log_path
 from serving.snapshot import FileState, SnapshotError, WarehouseBusy, WarehouseSnapshot
+from serving.stored import StoredFeatures, StoredScores, feature_frame
 
 log = logging.getLogger("nextbuy.serving")
 
@@ -111,10 +119,23 @@ class Job:
 
 @dataclass(frozen=True)
 class FeatureState:
-    """What changes with the warehouse: its snapshot and the engines holding its catalogue."""
+    """What changes with the warehouse: its snapshot, the engines holding its catalogue
+    and its customer_features rows by customer id."""
 
     snapshot: WarehouseSnapshot
     engines: tuple[FeatureEngine, ...]
+    stored: StoredFeatures
+
+
+@dataclass(frozen=True)
+class State:
+    """What requests are answered from; replaced whole, never changed."""
+
+    features: FeatureState | None = None
+    champion: Champion | None = None
+    # The stored rows scored by the champion (None: either is missing, or the champion
+    # learns online).
+    scores: StoredScores | None = None
 
 
 _STOP = object()
@@ -142,8 +163,7 @@ class ScoringService:
             self.config.predictions_path or default_log_path(self.env.home),
             flush_seconds=self.config.log_flush_seconds,
         )
-        self.features: FeatureState | None = None
-        self.champion: Champion | None = None
+        self.state = State()
         self.started_at: dt.datetime | None = None
         self.errors: dict[str, str] = {}
         self.reloads = {"champion": 0, "warehouse": 0}
@@ -154,6 +174,14 @@ class ScoringService:
         self._accepting = False
         self._seen_state: Any = None
         self._seen_at = 0.0
+
+    @property
+    def features(self) -> FeatureState | None:
+        return self.state.features
+
+    @property
+    def champion(self) -> Champion | None:
+        return self.state.champion
 
     # -- life cycle ---------------------------------------------------------------------
 
@@ -209,6 +237,8 @@ class ScoringService:
                 f"the history holds {len(job.history.items):,} items, more than the "
                 f"{self.config.max_items:,} this server accepts (max_items)",
             )
+        if job.history is None and self._answer_stored(job):
+            return job.future
         try:
             self._queue.put_nowait(job)
         except queue.Full:
@@ -274,9 +304,21 @@ class ScoringService:
         snapshot = WarehouseSnapshot.load(self.warehouse)
         products = snapshot.products()
         engines = tuple(FeatureEngine(self.compiled, products) for _ in range(self.config.workers))
-        self.features = FeatureState(snapshot=snapshot, engines=engines)
+        features = FeatureState(
+            snapshot=snapshot, engines=engines, stored=StoredFeatures.of(snapshot)
+        )
+        self._publish(features, self.state.champion)
         self._seen_state = snapshot.state
         self.errors.pop("warehouse", None)
+
+    def _publish(self, features: FeatureState | None, champion: Champion | None) -> None:
+        """Swap in a state of ``features`` and ``champion``, with the stored rows scored by
+        a batch champion (computed first: until the swap, the old state serves)."""
+        scores = None
+        if features is not None and champion is not None:
+            assert self.compiled is not None
+            scores = StoredScores.of(features.stored, champion, self.compiled.column_names)
+        self.state = State(features=features, champion=champion, scores=scores)
 
     def _poll_champion(self) -> bool:
         """Load the alias's version when it is not the one loaded; True when swapped."""
@@ -291,7 +333,7 @@ class ScoringService:
                 return False
             if current is not None and current.ref.version == ref.version:
                 return False
-            self.champion = load_champion(self.registry, ref)
+            self._publish(self.state.features, load_champion(self.registry, ref))
             if current is not None and current.learner is not None:
                 current.learner.stop()  # what it learnt goes with it (serving/online.py)
         except Exception as e:  # keep serving with what is loaded
@@ -373,8 +415,33 @@ class ScoringService:
                             ScoreError(500, f"scoring failed: {type(e).__name__}: {e}")
                         )
 
+    def _answer_stored(self, job: Job) -> bool:
+        """Answer an id request from the state's stored rows and scores, at once; False
+        when it needs a worker (another as_of, an online champion, not ready)."""
+        state = self.state
+        features, champion, scores = state.features, state.champion, state.scores
+        if features is None or champion is None or scores is None:
+            return False
+        stored = features.stored
+        if stored.as_of is None or job.as_of not in (None, stored.as_of):
+            return False
+        row, score = stored.row(job.customer_id), scores.score(job.customer_id)
+        if row is None or score is None:
+            job.future.set_exception(_missing(stored, job.customer_id))
+            return True
+        try:
+            self._answer(champion, [(job, row, PATH_FEATURES)], [score])
+        except Exception as e:  # an answer, as a worker's batch gets
+            log.exception("answering from the stored scores failed")
+            if not job.future.done():
+                job.future.set_exception(
+                    ScoreError(500, f"scoring failed: {type(e).__name__}: {e}")
+                )
+        return True
+
     def _process(self, index: int, batch: list[Job]) -> None:
-        features, champion = self.features, self.champion
+        state = self.state
+        features, champion = state.features, state.champion
         if features is None or champion is None:
             missing = "the warehouse copy" if features is None else "a champion"
             reason = self.errors.get("warehouse" if features is None else "champion", "")
@@ -383,7 +450,7 @@ class ScoringService:
                     ScoreError(503, f"not ready: no {missing} yet. {reason}".strip())
                 )
             return
-        snapshot, engine = features.snapshot, features.engines[index]
+        snapshot, engine, stored = features.snapshot, features.engines[index], features.stored
         rows: list[tuple[Job, dict[str, Any], str]] = []
         lookups: list[Job] = []
         to_compute: dict[dt.date, list[tuple[Job, History, str]]] = defaultdict(list)
@@ -407,19 +474,12 @@ class ScoringService:
                     job.future.set_exception(_unknown(job.customer_id))
                 else:
                     to_compute[as_of].append((job, history, PATH_WAREHOUSE_HISTORY))
-        if lookups:
-            found = snapshot.features([job.customer_id for job in lookups])
-            missing_ids = [job.customer_id for job in lookups if job.customer_id not in found]
-            known = snapshot.known(missing_ids)
-            for job in lookups:
-                if job.customer_id in found:
-                    rows.append((job, found[job.customer_id], PATH_FEATURES))
-                elif job.customer_id in known:
-                    job.future.set_exception(
-                        _no_purchase(job.customer_id, snapshot.as_of, warehouse=True)
-                    )
-                else:
-                    job.future.set_exception(_unknown(job.customer_id))
+        for job in lookups:
+            found = stored.row(job.customer_id)
+            if found is None:
+                job.future.set_exception(_missing(stored, job.customer_id))
+            else:
+                rows.append((job, found, PATH_FEATURES))
         for as_of, group in to_compute.items():
             for (job, _, path), row in zip(group, _compute(engine, group, as_of), strict=True):
                 if isinstance(row, ScoreError):
@@ -435,10 +495,19 @@ class ScoringService:
 
     def _score(self, champion: Champion, rows: list[tuple[Job, dict[str, Any], str]]) -> None:
         assert self.compiled is not None
-        frame = pd.DataFrame([row for _, row, _ in rows], columns=self.compiled.column_names)
+        frame = feature_frame([row for _, row, _ in rows], self.compiled.column_names)
         scores = np.asarray(champion.predict(frame), dtype=np.float64).ravel()
         if len(scores) != len(rows) or not np.all(np.isfinite(scores)):
             raise RuntimeError(f"champion {champion.ref.label()} returned invalid scores")
+        self._answer(champion, rows, scores.tolist())
+
+    def _answer(
+        self,
+        champion: Champion,
+        rows: Sequence[tuple[Job, dict[str, Any], str]],
+        scores: Sequence[float],
+    ) -> None:
+        """Resolve each job with its row's score and log the predictions."""
         predictions = []
         for (job, row, path), score in zip(rows, scores, strict=True):
             as_of = _date(row["as_of"])
@@ -486,6 +555,13 @@ def _compute(
     for item in group:
         out.extend(_compute(engine, [item], as_of))
     return out
+
+
+def _missing(stored: StoredFeatures, customer_id: int) -> ScoreError:
+    """Why a customer has no stored row: unknown, or no purchase before its as_of."""
+    if customer_id in stored.known:
+        return _no_purchase(customer_id, stored.as_of, warehouse=True)
+    return _unknown(customer_id)
 
 
 def _unknown(customer_id: int) -> ScoreError:

@@ -12,14 +12,16 @@ one state of the file, and swapped in whole.
 
 The copy costs memory in proportion to the shop (tens of MB for the default 50,000
 customers); at millions of order items a server would rather read an indexed store
-built by the pipeline, which this first slice does not have.
+built by the pipeline, which this first slice does not have. The id path does not query
+the copy per request: customer_features' rows and raw.users' ids are read out of it once
+into an in-memory index (serving/stored.py).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -163,30 +165,18 @@ class WarehouseSnapshot:
         with self._cursor() as cur:
             return cur.sql("select * from products").to_arrow_table()
 
-    def features(self, customer_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
-        """customer_features' rows of these customers, by customer id (absent: no row)."""
-        if not customer_ids:
-            return {}
+    def feature_rows(self) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """customer_features' column names and rows, ordered by customer id (the id
+        path's index, serving/stored.py)."""
         with self._cursor() as cur:
-            rows = _records(
-                cur.execute(
-                    "select * from customer_features where customer_id in "
-                    "(select unnest($ids::bigint[]))",
-                    {"ids": list(customer_ids)},
-                )
-            )
-        return {int(row["customer_id"]): row for row in rows}
+            result = cur.execute("select * from customer_features order by customer_id")
+            names = [column[0] for column in result.description or ()]
+            return names, result.fetchall()
 
-    def known(self, customer_ids: Sequence[int]) -> set[int]:
+    def customer_ids(self) -> list[int]:
         """The ids raw.users holds."""
-        if not customer_ids:
-            return set()
         with self._cursor() as cur:
-            rows = cur.execute(
-                "select id from users where id in (select unnest($ids::bigint[]))",
-                {"ids": list(customer_ids)},
-            ).fetchall()
-        return {int(row[0]) for row in rows}
+            return [int(row[0]) for row in cur.execute("select id from users").fetchall()]
 
     def history(self, customer_id: int) -> History | None:
         """The customer's raw rows as the warehouse holds them; None for an unknown id."""
