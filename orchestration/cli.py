@@ -241,6 +241,17 @@ def _require_data(env: Environment) -> None:
         _require_warehouse(env.warehouse_path)
 
 
+def _engine(warehouse_path: str | None) -> Warehouse:
+    """The warehouse a reading command works on: BigQuery in production (unless a DuckDB
+    file is named), else the DuckDB file, which must exist."""
+    from orchestration.resources import WarehouseResource, warehouse_resource
+
+    env = current_environment()
+    if env.name == "production" and warehouse_path is None:
+        return warehouse_resource(env)
+    return WarehouseResource(path=str(_require_warehouse(_warehouse(warehouse_path))))
+
+
 def _require_warehouse(path: Path) -> Path:
     if not path.exists():
         raise click.ClickException(
@@ -321,12 +332,10 @@ def features(as_of: dt.datetime | None, full_refresh: bool, warehouse_path: str 
     """Materialise the dbt feature models (the `features` job: dbt build, its tests and the
     marts' checks) and show the marts' row counts."""
     from orchestration.pipeline import PipelineFailed, run_job
-    from orchestration.resources import WarehouseResource, warehouse_resource
+    from orchestration.resources import duckdb_file
 
-    env = current_environment()
-    path = None
-    if env.name != "production" or warehouse_path is not None:
-        path = _require_warehouse(_warehouse(warehouse_path))
+    engine = _engine(warehouse_path)
+    path = duckdb_file(engine)
     _parameters()
     log = _run_log()
     try:
@@ -343,7 +352,7 @@ def features(as_of: dt.datetime | None, full_refresh: bool, warehouse_path: str 
             f"features failed; models that failed or were skipped keep their previous "
             f"tables:\n{e}\nfull log: {log}"
         ) from e
-    _print_marts(WarehouseResource(path=str(path)) if path else warehouse_resource(env))
+    _print_marts(engine)
 
 
 def _print_marts(warehouse: Warehouse) -> None:
@@ -549,15 +558,9 @@ def audience(as_of: dt.datetime | None, out: Path | None, warehouse_path: str | 
     """Show the campaign audience: its size, where it was cut and how ties at the cut were
     broken; with --out, export it as CSV, best first."""
     from orchestration.audience import AudienceError, audience_cut, export_audience
-    from orchestration.resources import WarehouseResource, warehouse_resource
 
-    env = current_environment()
+    warehouse = _engine(warehouse_path)
     date = as_of.date().isoformat() if as_of else None
-    warehouse: Warehouse
-    if env.name == "production" and warehouse_path is None:
-        warehouse = warehouse_resource(env)
-    else:
-        warehouse = WarehouseResource(path=str(_require_warehouse(_warehouse(warehouse_path))))
     try:
         cut = audience_cut(warehouse, date)
         click.echo(f"campaign_audience: {cut.describe()}")

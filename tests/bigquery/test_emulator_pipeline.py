@@ -38,7 +38,7 @@ from google.api_core.exceptions import NotFound
 from google.cloud import bigquery
 
 from orchestration.bigquery_warehouse import BigQueryWarehouseResource
-from orchestration.defs.quality.gx import validate_table
+from orchestration.defs.quality.gx import ValidationOutcome, validate_table
 from orchestration.settings import load_parameters
 from tests.bigquery.emulator import Emulator
 from tests.bigquery.raw import CALL_TIMEOUT, RETRY, copy_raw
@@ -269,21 +269,19 @@ def test_the_marts_are_validated_inside_bigquery(production: Production) -> None
             mp.setenv(name, value)
         warehouse = BigQueryWarehouseResource.from_environment()
         suite_parameters = load_parameters().suite_parameters()
-        passed = validate_table(
-            warehouse.sqlalchemy_url(),
-            "marts.customer_features",
-            "customer_features",
-            suite_parameters,
-            relation=warehouse.relation("marts.customer_features"),
-        )
+
+        def validate(table: str, suite: str) -> ValidationOutcome:
+            return validate_table(
+                warehouse.sqlalchemy_url(),
+                table,
+                suite,
+                suite_parameters,
+                relation=warehouse.relation(table),
+            )
+
+        passed = validate("marts.customer_features", "customer_features")
         # The wrong suite for the table: its expectations fail, named.
-        failed = validate_table(
-            warehouse.sqlalchemy_url(),
-            "marts.training_examples",
-            "customer_scores",
-            suite_parameters,
-            relation=warehouse.relation("marts.training_examples"),
-        )
+        failed = validate("marts.training_examples", "customer_scores")
     assert passed.success and passed.evaluated > 10, passed.failures
     assert not failed.success
     assert {f.column for f in failed.failures} >= {"score", "decile"}
