@@ -91,11 +91,19 @@ def dbt_executable() -> str:
     return str(Path(sys.executable).parent / "dbt")
 
 
+def manifest_folder(env: Environment) -> Path:
+    """Where the manifest the Dagster definitions load lives: a folder of its own inside
+    the target, which every dbt build and `dbt docs generate` rewrite in place. A code
+    location (re)loading while a build runs, or test workers importing the definitions
+    at once, then never read a half-written manifest.json."""
+    return dbt_target_path(env) / "manifest"
+
+
 def dbt_project(env: Environment | None = None) -> DbtProject:
     env = env or current_environment()
     return DbtProject(
         project_dir=DBT_PROJECT_DIR,
-        target_path=dbt_target_path(env),
+        target_path=manifest_folder(env),
         profiles_dir=DBT_PROJECT_DIR,
         target=env.dbt_target,
     )
@@ -316,16 +324,54 @@ def _newest_source_change() -> float:
     return max(f.stat().st_mtime for f in files if "target" not in f.parts)
 
 
+def _is_fresh(manifest: Path) -> bool:
+    return manifest.exists() and manifest.stat().st_mtime >= _newest_source_change()
+
+
+@contextmanager
+def _exclusive(lock_path: Path) -> Iterator[None]:
+    """One process at a time across the machine (an flock, released when the file closes,
+    also when the process dies)."""
+    import fcntl
+
+    with lock_path.open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 def prepare_manifest(env: Environment | None = None) -> Path:
-    """manifest.json for the current sources, parsing only when it is missing or stale."""
+    """manifest.json for the current sources, parsing only when it is missing or stale.
+
+    Several processes may ask at once (the webserver and the daemon loading the code
+    location, pytest's workers importing the definitions): one parses under a lock while
+    the others wait, and the parse writes into a scratch target whose manifest then
+    replaces the old one in a single rename, so no reader ever sees a partial file.
+    """
+    import shutil
+    import tempfile
+
     env = env or current_environment()
-    manifest = dbt_project(env).manifest_path
-    if manifest.exists() and manifest.stat().st_mtime >= _newest_source_change():
+    folder = manifest_folder(env)
+    manifest = folder / "manifest.json"
+    if _is_fresh(manifest):
         return manifest
-    manifest.parent.mkdir(parents=True, exist_ok=True)
-    run_dbt(["parse", "--quiet"])
-    if not manifest.exists():
-        raise FileNotFoundError(f"dbt parse did not write {manifest}")
+    folder.mkdir(parents=True, exist_ok=True)
+    with _exclusive(folder.parent / "manifest.lock"):
+        if _is_fresh(manifest):  # parsed by another process while this one waited
+            return manifest
+        with tempfile.TemporaryDirectory(dir=folder.parent, prefix="parse-") as scratch:
+            written = Path(scratch)
+            # dbt's partial parse state from the last parse: it re-reads only what changed.
+            previous_state = folder / "partial_parse.msgpack"
+            if previous_state.exists():
+                shutil.copy2(previous_state, written)
+            with _environ({"DBT_TARGET_PATH": scratch, "DBT_LOG_PATH": scratch}):
+                run_dbt(["parse", "--quiet"])
+            if not (written / "manifest.json").exists():
+                raise FileNotFoundError(f"dbt parse did not write {written / 'manifest.json'}")
+            if (written / "partial_parse.msgpack").exists():
+                os.replace(written / "partial_parse.msgpack", previous_state)
+            os.replace(written / "manifest.json", manifest)
     return manifest
 
 

@@ -30,3 +30,58 @@ def test_the_loops_commands_share_one_parse(tmp_path: Path) -> None:
     # The check above can fail: a changed var does make dbt parse everything again.
     out = _parse(warehouse, vars={"as_of": "2026-11-02", "changed_only": True})
     assert REPARSED in out, out[-2000:]
+
+
+# Each process waits at the same instant, then asks for the manifest the definitions load.
+_ASK = """
+import hashlib, json, sys, time
+while time.time() < float(sys.argv[1]):
+    time.sleep(0.01)
+import orchestration.dbt as dbt
+parse = dbt.run_dbt
+def counted(*args, **kwargs):
+    print("parsed", file=sys.stderr)
+    return parse(*args, **kwargs)
+dbt.run_dbt = counted
+path = dbt.prepare_manifest()
+data = path.read_bytes()
+json.loads(data)
+print(path, hashlib.sha256(data).hexdigest())
+"""
+
+
+def test_processes_asking_for_the_manifest_at_once_all_read_a_whole_one(tmp_path: Path) -> None:
+    """The webserver and the daemon load the code location together, as pytest's workers
+    import the definitions together on a fresh clone: one parses, the others wait for it,
+    and none reads a manifest.json another process is still writing (CI once failed with
+    orjson's "unexpected content after document" when four workers parsed at once)."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from orchestration.dbt import dbt_target_path
+    from orchestration.environment import current_environment
+
+    env = dict(os.environ)  # NEXTBUY_HOME is this test's own (tests/conftest.py)
+    start = str(time.time() + 8)  # after every interpreter has started
+    asks = [
+        subprocess.Popen(
+            [sys.executable, "-c", _ASK, start],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
+    outs = [ask.communicate(timeout=240) for ask in asks]
+    assert [ask.returncode for ask in asks] == [0, 0, 0], [err[-2000:] for _, err in outs]
+    assert len({out.strip() for out, _ in outs}) == 1, outs  # one manifest, one content
+    assert sum(err.count("parsed") for _, err in outs) == 1, outs  # the others waited
+    target = dbt_target_path(current_environment())
+    # The parse's scratch target is gone; the definitions' manifest has its own folder, apart
+    # from the target every dbt build rewrites.
+    assert not list(target.glob("parse-*")), list(target.iterdir())
+    assert (target / "manifest" / "manifest.json").exists()
+    assert not (target / "manifest.json").exists()
