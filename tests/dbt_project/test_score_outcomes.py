@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from orchestration.dbt import run_dbt
+from tests.dbt_project.conftest import dbt_target
 from tests.dbt_project.test_edge_cases import TARGET, _item, write_rows
 
 T = dt.datetime
@@ -110,7 +111,7 @@ def test_online_scores_are_judged_like_batch_ones(warehouse: Path) -> None:
     )
     with duckdb.connect(str(warehouse)) as con:
         con.execute("create table ml.online_predictions as select * from online")
-    _dbt(warehouse, "build", "--select", "stg_ml__online_predictions score_outcomes")
+    _dbt(warehouse, "build", "--select", "stg_ml__online_predictions+")
     outcomes = _outcomes(warehouse)
     assert len(outcomes) == 6
     positive = outcomes.loc[("online", 1)]
@@ -130,3 +131,54 @@ def test_online_scores_are_judged_like_batch_ones(warehouse: Path) -> None:
     assert late["as_of"] == D + dt.timedelta(days=2) and late["next_order_id"] == 6
     assert late["days_to_next_order"] == pytest.approx(7.0)
     assert late["days_observed"] == pytest.approx(7.0)
+
+
+def _table(warehouse: Path) -> pd.DataFrame:
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        return con.execute(
+            "select * from intermediate.int_score_outcomes order by source, customer_id, as_of"
+        ).df()
+
+
+def test_a_daily_build_recomputes_only_what_changed_as_a_full_one_would(warehouse: Path) -> None:
+    """(After the tests above, on their warehouse.) A new date is published, D is
+    republished by another model version (a rescoring after a promotion), and customer 2
+    buys again: the incremental build recomputes those dates and that customer, keeps the
+    online rows, and gives what a full refresh gives."""
+    later = D + dt.timedelta(days=5)
+    # (Both read by DuckDB.)
+    republished = _scores([1, 2, 3], D).assign(model_version="4", scored_at=T(2026, 7, 7, 6))  # noqa: F841
+    new_date = _scores([1, 2, 3], later).assign(scored_at=T(2026, 7, 7, 6))  # noqa: F841
+    with duckdb.connect(str(warehouse)) as con:
+        con.execute("delete from ml.customer_scores where as_of = ?", [D])
+        con.execute("insert into ml.customer_scores select * from republished")
+        con.execute("insert into ml.customer_scores select * from new_date")
+    write_rows(
+        warehouse,
+        orders=[{"order_id": 7, "user_id": 2, "status": "Complete", "created_at": T(2026, 7, 7)}],
+        order_items=[_item(7, 7, 2, 1, T(2026, 7, 7))],  # a target brand, D+6
+    )
+    before = _table(warehouse)
+    _dbt(warehouse, "run", "--select", "+int_score_outcomes score_outcomes")
+    [compiled] = (dbt_target(warehouse) / "compiled").rglob("int_score_outcomes.sql")
+    # Recomputed: the two published dates and the changed customers, not everything.
+    assert "as_of in (cast('2026-07-01' as date), cast('2026-07-06' as date))" in (
+        compiled.read_text()
+    )
+    outcomes = _table(warehouse).set_index(["source", "customer_id", "as_of"])
+    batch_d = outcomes.loc["batch"].xs(pd.Timestamp(D), level="as_of")
+    assert set(batch_d["model_version"]) == {"4"}
+    assert len(outcomes.loc["batch"]) == 6
+    new = outcomes.loc["batch"].xs(pd.Timestamp(later), level="as_of")
+    # Customer 1's last purchase was D+3, before the new date: nothing yet. Customer 2's
+    # new purchase of D+6 is their next one from D+5; customer 3's is still D+9.
+    assert pd.isna(new.loc[1, "next_order_id"])
+    assert (new.loc[2, "next_order_id"], new.loc[2, "next_order_has_target_brand"]) == (7, 1)
+    assert new.loc[3, "next_order_id"] == 6
+    # The online rows of customers nothing happened to were left as they were.
+    online = before[before["source"] == "online"].set_index(["customer_id", "as_of"])
+    kept = outcomes.loc["online"]
+    assert kept.loc[(1, pd.Timestamp(D)), "score"] == online.loc[(1, pd.Timestamp(D)), "score"]
+    incremental = _table(warehouse)
+    _dbt(warehouse, "run", "--full-refresh", "--select", "int_score_outcomes")
+    pd.testing.assert_frame_equal(incremental, _table(warehouse))
