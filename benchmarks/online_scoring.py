@@ -1,9 +1,9 @@
 """Online scoring: latency and throughput of both /score paths at fixed request rates,
 and how often an online score matches the batch's.
 
-    .venv/bin/python benchmarks/serving.py                    # 2,000-customer shop, 100 and 500 rps
-    .venv/bin/python benchmarks/serving.py --home DIR         # an existing NEXTBUY_HOME instead
-    .venv/bin/python benchmarks/serving.py --rates 50,100,200 --duration 20 --parity 500
+    .venv/bin/python benchmarks/online_scoring.py                    # 2,000-customer shop, 100 and 500 rps
+    .venv/bin/python benchmarks/online_scoring.py --home DIR         # an existing NEXTBUY_HOME instead
+    .venv/bin/python benchmarks/online_scoring.py --rates 50,100,200 --duration 20 --parity 500
 
 Without --home the script builds a shop under benchmarks/.work/serving/ as the serving
 tests do (`nextbuy simulate --users N`, `nextbuy pipeline` with a quicker model, then the
@@ -103,7 +103,7 @@ def promote_candidate_and_rescore() -> None:
         (v for v in registry.versions() if v.scorer_name == "catboost"),
         key=lambda v: int(v.version),
     )
-    registry.promote(candidate, "benchmarks/serving.py: measure a CatBoost champion")
+    registry.promote(candidate, "benchmarks/online_scoring.py: measure a CatBoost champion")
     as_of = _features_as_of(env.warehouse_path)
     with instance(env) as inst:
         result = dg.materialize(
