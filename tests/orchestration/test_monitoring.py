@@ -172,6 +172,8 @@ def _write_scored(warehouse: Path, customers: pd.DataFrame, version: str, as_of:
             "model_name": PARAMS.registry.model_name,
             "model_version": version,
             "as_of": as_of,
+            # As the scoring step publishes them: each write is a new publication.
+            "scored_at": pd.Timestamp.now(),
         }
     )
     with duckdb.connect(str(warehouse)) as con:

@@ -502,3 +502,41 @@ def test_the_report_holds_drift_distribution_and_realised_performance(
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"report.html", "figures", "tables"} <= artifacts
     assert math.isfinite(run.data.metrics["judged_calibration_error"])
+
+
+def test_the_report_shows_the_drift_the_check_judged(
+    shops: dict[str, Shop], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """feature_drift keeps its comparison in the date's monitoring run; the report of the
+    same scores shows it rather than comparing the date again, and compares again once
+    the date is published anew (a rescoring after a promotion)."""
+    import orchestration.defs.monitoring.report as report
+    from orchestration.defs.monitoring.assets import feature_drift
+
+    shop = shops["campaign"]
+    compared: list[dt.date] = []
+    compare_again = report.date_drift
+
+    def counted(*args: Any) -> Any:
+        compared.append(args[-1])
+        return compare_again(*args)
+
+    monkeypatch.setattr(report, "date_drift", counted)
+    _materialise(shop, "drift", feature_drift, NEWEST)
+    drift = shop.metadata("drift")
+    _materialise(shop, "report_of_drift", monitoring_report, NEWEST)
+    shown = shop.metadata("report_of_drift")
+    assert compared == []
+    assert shown["mlflow_run_id"] == drift["monitoring_run_id"]
+    assert shown["drift_status"] == drift["status"]
+    page = Path(shown["report"]).read_text(encoding="utf-8")
+    assert f"from features and scores of {drift['sample']}" in page
+    with duckdb.connect(str(shop.warehouse)) as con:
+        republish = f"update {SCORES_TABLE} set scored_at = scored_at + ? where as_of = ?"
+        con.execute(republish, [dt.timedelta(hours=1), NEWEST])
+    try:
+        _materialise(shop, "report_republished", monitoring_report, NEWEST)
+    finally:
+        with duckdb.connect(str(shop.warehouse)) as con:
+            con.execute(republish, [dt.timedelta(hours=-1), NEWEST])
+    assert compared == [NEWEST]

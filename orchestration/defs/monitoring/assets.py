@@ -24,6 +24,7 @@ from orchestration.defs.monitoring.reference import (
     load_drift_reference,
     scored_population,
 )
+from orchestration.defs.monitoring.runs import publication, store_drift
 from orchestration.defs.scoring.assets import SCORES_KEY
 from orchestration.environment import warehouse_kind
 from orchestration.partitions import AS_OF_DATES
@@ -83,12 +84,27 @@ def feature_drift(
         "mlflow_run_id": model.run_id,
     }
     reference = load_drift_reference(reg.client, model.run_id)
+    published = publication(warehouse, population.as_of)
+
+    def keep(scope: str, report: DriftReport | None) -> str:
+        # For the date's report, which then shows what this check judged (runs.py).
+        return store_drift(
+            registry.tracking_uri,
+            params,
+            population.as_of,
+            published,
+            len(population.frame),
+            scope,
+            report,
+        )
+
     if reference is None:
         reason = (
             f"{model.label()} has no {REFERENCE_ARTIFACT} (trained before drift monitoring): "
             "drift is measured from the next champion on"
         )
         context.log.warning(reason)
+        facts["monitoring_run_id"] = keep(f"not measured: {reason}", None)
         yield dg.MaterializeResult(
             metadata={
                 **facts,
@@ -100,6 +116,9 @@ def feature_drift(
         )
         return
     report = compare(reference, population.frame, params.monitoring)
+    facts["monitoring_run_id"] = keep(
+        f"features and scores of {population.sample.describe(len(population.frame))}", report
+    )
     context.log.info(f"drift as of {as_of} against {model.label()}: {report.status}")
     summary = f"drift as of {as_of} against {model.label()}: {report.status}" + (
         f" ({drifted(report)})" if report.status != "ok" else ""

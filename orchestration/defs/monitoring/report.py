@@ -3,16 +3,16 @@ distribution against the scoring model's reference, realised performance over ti
 written under NEXTBUY_HOME/reports/monitoring/ and logged to MLflow, with its key plots
 shown in the Dagster UI.
 
-MLflow: one run per as-of date in the experiment ``<registry.experiment>-monitoring``,
-found again by its ``as_of`` tag, so a re-materialised date (outcomes keep arriving)
-replaces its artifacts (report.html, figures/, tables/) and adds a new value to the
-history of its metrics rather than making another run.
+MLflow: the date's monitoring run (runs.py), so a re-materialised date (outcomes keep
+arriving) replaces its artifacts (report.html, figures/, tables/) and adds a new value to
+the history of its metrics rather than making another run.
 
-The drift is recomputed here (the same ``compare`` as monitoring/feature_drift) because
-the report needs each bin's shares, which the drift asset's metadata does not keep. The
-features of a date exist only while customer_features is computed as of it (it holds
-one date); for an older date only the score's drift is recomputed, from
-ml.customer_scores, and the page says so.
+The drift shown is the one monitoring/feature_drift judged, with each bin's shares, kept
+in the same run (runs.py). Only when there is none for the date's current scores (the
+drift asset has not run since they were published) is it compared here: the features of
+a date exist only while customer_features is computed as of it (it holds one date), so
+for an older date only the score's drift is computed, from ml.customer_scores, and the
+page says so.
 """
 
 import datetime as dt
@@ -44,6 +44,12 @@ from orchestration.defs.monitoring.reference import (
     load_drift_reference,
     scores_of,
 )
+from orchestration.defs.monitoring.runs import (
+    EXPERIMENT_SUFFIX,
+    monitoring_run,
+    publication,
+    stored_drift,
+)
 from orchestration.defs.scoring.assets import CUSTOMER_FEATURES, SCORES_TABLE
 from orchestration.environment import current_environment
 from orchestration.partitions import AS_OF_DATES
@@ -53,8 +59,6 @@ from orchestration.settings import Parameters
 from orchestration.tracking import run_url
 
 REPORT_KEY = dg.AssetKey(["monitoring", "report"])
-EXPERIMENT_SUFFIX = "-monitoring"
-AS_OF_TAG = "as_of"
 REPORT_ARTIFACT = "report.html"
 # Small enough to embed three plots in an event of the Dagster instance.
 DPI = 72
@@ -74,6 +78,23 @@ class DateDrift:
     report: DriftReport | None
     # What was compared, or why nothing was: for people.
     scope: str
+
+
+def report_drift(
+    warehouse: Warehouse, reg: Registry, tracking_uri: str, params: Parameters, as_of: dt.date
+) -> DateDrift:
+    """The drift feature_drift judged for the date's current scores, else compared now."""
+    published = publication(warehouse, as_of)
+    if published.model_name != reg.model_name:
+        raise ValueError(
+            f"the scores as of {as_of} are of {published.model_name}, not of the registry's "
+            f"{reg.model_name}"
+        )
+    stored = stored_drift(tracking_uri, params, as_of, published)
+    if stored is None:
+        return date_drift(warehouse, reg, params, as_of)
+    model = reg.version(published.model_version)
+    return DateDrift(as_of, model, stored.customers, stored.report, stored.scope)
 
 
 def date_drift(
@@ -150,7 +171,7 @@ def monitoring_report(
     params = parameters.load()
     as_of = dt.date.fromisoformat(context.partition_key)
     reg = registry.open(params.registry)
-    drift = date_drift(warehouse, reg, params, as_of)
+    drift = report_drift(warehouse, reg, registry.tracking_uri, params, as_of)
     performance = load_performance(warehouse, reg, params, as_of)
     judgement = judge(performance, params.monitoring, drift.model.label(), gives_probabilities(reg))
     figures = report_figures(drift, performance)
@@ -239,16 +260,7 @@ def log_to_mlflow(
     tracker = Tracker(tracking_uri, experiment=params.registry.experiment + EXPERIMENT_SUFFIX)
     client = tracker.client
     experiment_id = tracker.experiment_id()
-    as_of = drift.as_of.isoformat()
-    found = client.search_runs(
-        [experiment_id], filter_string=f"tags.{AS_OF_TAG} = '{as_of}'", max_results=1
-    )
-    if found:
-        run_id = found[0].info.run_id
-    else:
-        run_id = client.create_run(
-            experiment_id, run_name=f"monitoring-{as_of}", tags={AS_OF_TAG: as_of}
-        ).info.run_id
+    run_id = monitoring_run(client, experiment_id, drift.as_of)
     client.set_tag(run_id, "champion", drift.model.label())
     metrics: dict[str, Any] = {"customers": drift.customers}
     if drift.report is not None:
