@@ -28,7 +28,17 @@
   How a model's rows are told apart is its own declaration, meta `test_scope`:
     changed_customers  rebuilt by customer (customer_incremental_config(): int_orders,
                        int_purchase_items, int_customer_history, training_examples);
-    change_log         int_customer_changes itself: the rows logged since.
+    change_log         int_customer_changes itself: the rows logged since;
+    built_rows         rebuilt by customer and by date, each row stamped with the
+                       run_started_at of the build that wrote it (`built_at`):
+                       int_score_outcomes, whose every row of a recomputed customer or
+                       date is rewritten (macros/score_outcomes.sql). The rows built
+                       after the test last passed;
+    published_dates    ml.customer_scores as staged (stg_ml__customer_scores): every row
+                       of the as-of dates published (scored_at) after the test last
+                       passed, since publishing replaces a date whole.
+  For the last two, the watermark a passing test records is the run's run_started_at:
+  every row written before it has been read.
   Tests of any other model keep the whole table even when they carry `__changed_rows__`:
   customer_features' as_of moves every day for every customer, so it is rebuilt whole and
   all of its rows are new in every run (see _marts__models.yml).
@@ -102,6 +112,20 @@
     {%- endif -%}
     {%- if scope == 'change_log' -%}
         {%- set condition = '(changed_at is null or changed_at > ' ~ timestamp_literal(since) ~ ')' -%}
+    {%- elif scope in ['built_rows', 'published_dates'] -%}
+        {%- if key is not none -%}
+            {{ exceptions.raise_compiler_error("model " ~ model_name ~ ": test_scope " ~ scope ~ " scopes no test by another key (" ~ key ~ ")") }}
+        {%- endif -%}
+        {%- if scope == 'built_rows' -%}
+            {%- set condition = '(built_at > ' ~ timestamp_literal(since) ~ ')' -%}
+        {%- else -%}
+            {%- set condition -%}
+                (as_of in (
+                    select as_of from {{ model_relation(model_name) }}
+                    where scored_at > {{ timestamp_literal(since) }}
+                ))
+            {%- endset -%}
+        {%- endif -%}
     {%- elif scope == 'changed_customers' -%}
         {%- set condition -%}
             (customer_id is null or customer_id in (
@@ -127,12 +151,23 @@
         'not_null', 'accepted_values', 'relationships', 'between', 'positive', 'non_negative',
         'share', 'at_least', 'capped_sequence', 'aligned_sequences', 'no_sequence_separator',
     ] -%}
-    {%- set scope_column = 'changed_at' if scope == 'change_log' else 'customer_id' -%}
+    {#- The columns that tell a scope's rows apart: a duplicate of a row read agrees with it
+        on all of them, so it is read too. -#}
+    {%- set scope_columns = {
+        'change_log': ['changed_at'],
+        'changed_customers': ['customer_id'],
+        'built_rows': ['customer_id', 'as_of'],
+        'published_dates': ['as_of'],
+    }.get(scope, ['customer_id']) -%}
+    {%- set combined = namespace(all=true) -%}
+    {%- for column in scope_columns if column not in (test.kwargs.columns or []) -%}
+        {%- set combined.all = false -%}
+    {%- endfor -%}
     {%- if test.name in row_rules -%}
         {{ return(none) }}
     {%- elif test.name == 'unique' -%}
-        {{ return(none if test.kwargs.column_name == scope_column else test.kwargs.column_name) }}
-    {%- elif test.name == 'unique_combination' and scope_column in test.kwargs.columns -%}
+        {{ return(none if [test.kwargs.column_name] == scope_columns else test.kwargs.column_name) }}
+    {%- elif test.name == 'unique_combination' and combined.all -%}
         {{ return(none) }}
     {%- endif -%}
     {{ exceptions.raise_compiler_error(
@@ -223,7 +258,13 @@
         {#- Through the oldest watermark of the scoped models the test reads. -#}
         {%- set through = namespace(value=none, complete=true) -%}
         {%- for node in scoped -%}
-            {%- set mark = newest_change if test_scope(node) == 'change_log' else marks.get(node.alias) -%}
+            {%- if test_scope(node) == 'change_log' -%}
+                {%- set mark = newest_change -%}
+            {%- elif test_scope(node) in ['built_rows', 'published_dates'] -%}
+                {%- set mark = run_started_at.replace(tzinfo=none) -%}
+            {%- else -%}
+                {%- set mark = marks.get(node.alias) -%}
+            {%- endif -%}
             {%- if mark is none -%}
                 {%- set through.complete = false -%}
             {%- elif through.value is none or mark < through.value -%}

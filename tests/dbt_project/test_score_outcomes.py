@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from orchestration.dbt import run_dbt
-from tests.dbt_project.conftest import dbt_target
+from tests.dbt_project.conftest import compiled_test, dbt_target
 from tests.dbt_project.test_edge_cases import TARGET, _item, write_rows
 
 T = dt.datetime
@@ -181,4 +181,52 @@ def test_a_daily_build_recomputes_only_what_changed_as_a_full_one_would(warehous
     assert kept.loc[(1, pd.Timestamp(D)), "score"] == online.loc[(1, pd.Timestamp(D)), "score"]
     incremental = _table(warehouse)
     _dbt(warehouse, "run", "--full-refresh", "--select", "int_score_outcomes")
-    pd.testing.assert_frame_equal(incremental, _table(warehouse))
+    # Equal but for when each row was written.
+    pd.testing.assert_frame_equal(
+        incremental.drop(columns="built_at"), _table(warehouse).drop(columns="built_at")
+    )
+
+
+def test_a_daily_build_tests_only_the_rows_it_wrote(warehouse: Path) -> None:
+    """(After the tests above.) With changed_only, as the daily run's scoring step runs
+    dbt, the data tests of int_score_outcomes read the rows built since they last passed
+    and those of the scores the dates published since: not every date ever scored. A
+    duplicate among the rows written still fails."""
+    later = D + dt.timedelta(days=9)
+    new_date = _scores([1, 2], later).assign(scored_at=T(2026, 7, 11, 6))  # noqa: F841
+    scoring = "stg_ml__customer_scores int_score_outcomes score_outcomes"
+    run_dbt(["build", "--select", scoring], warehouse=warehouse, changed_only=True)
+    with duckdb.connect(str(warehouse)) as con:
+        con.execute("insert into ml.customer_scores select * from new_date")
+    result = run_dbt(
+        ["build", "--select", scoring], warehouse=warehouse, changed_only=True, check=False
+    )
+    assert result.returncode == 0, result.stdout[-4000:]
+    # (dbt names the file of a long test name by a hash.)
+    unique = compiled_test(warehouse, "unique_combination_int_score_o_*")
+    assert "built_at >" in unique, unique
+    grain = compiled_test(
+        warehouse, "unique_combination_stg_ml__customer_scores_customer_id__as_of"
+    )
+    assert "scored_at >" in grain, grain
+    # A later build that wrote customer 1's row of the new date twice (a build deletes
+    # every row of what it recomputes first, so a duplicate it makes is of its own rows):
+    # the scoped test reads both and fails.
+    with duckdb.connect(str(warehouse)) as con:
+        rewrite = (
+            "select * replace (now() as built_at) from intermediate.int_score_outcomes "
+            "where customer_id = 1 and as_of = ?"
+        )
+        con.execute(
+            f"insert into intermediate.int_score_outcomes {rewrite} union all {rewrite}",
+            [later, later],
+        )
+    result = run_dbt(
+        ["test", "--select", "int_score_outcomes"],
+        warehouse=warehouse,
+        changed_only=True,
+        check=False,
+    )
+    assert result.returncode != 0 and "FAIL 1 unique_combination_int_score_outcomes" in (
+        result.stdout
+    ), result.stdout[-4000:]

@@ -17,6 +17,7 @@
     schema='intermediate',
     incremental_strategy=('merge' if target.type == 'bigquery' else 'append'),
     on_schema_change='fail',
+    meta={'test_scope': 'built_rows'},
     pre_hook="{% if is_incremental() %}delete from {{ this }} where {{ score_outcomes_recompute() }}{% endif %}",
     post_hook="insert into {{ watermarks_relation() }} (model_name, processed_through) select '{{ this.identifier }}', max(changed_at) from {{ ref('int_customer_changes') }}",
 ) }}
@@ -178,7 +179,9 @@ final as (
         {{ days_between('scored.scored_from', 'next_orders.ordered_at') }} as days_to_next_order,
         -- When the batch scores were published (NULL online): the next build recomputes
         -- the dates published since.
-        scored.scored_at
+        scored.scored_at,
+        -- When this row was written: a daily run tests only the rows it wrote.
+        cast('{{ run_started_at.strftime("%Y-%m-%d %H:%M:%S.%f") }}' as {{ dbt.type_timestamp() }}) as built_at
 
     from scored
     left join next_orders
