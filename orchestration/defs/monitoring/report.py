@@ -45,8 +45,8 @@ from orchestration.defs.monitoring.reference import (
     scores_of,
 )
 from orchestration.defs.monitoring.runs import (
-    EXPERIMENT_SUFFIX,
     monitoring_run,
+    monitoring_tracker,
     publication,
     stored_drift,
 )
@@ -255,9 +255,9 @@ def log_to_mlflow(
 ) -> MonitoringRun:
     """The date's monitoring run: the page, the figures, the tables and the headline
     metrics; created the first time the date is reported, reused afterwards."""
-    from orchestration.tracking import Tracker, finite_metrics
+    from orchestration.tracking import finite_metrics
 
-    tracker = Tracker(tracking_uri, experiment=params.registry.experiment + EXPERIMENT_SUFFIX)
+    tracker = monitoring_tracker(tracking_uri, params)
     client = tracker.client
     experiment_id = tracker.experiment_id()
     run_id = monitoring_run(client, experiment_id, drift.as_of)

@@ -94,7 +94,8 @@ def _find_run(client: MlflowClient, experiment_id: str, as_of: dt.date) -> str |
     return str(found[0].info.run_id) if found else None
 
 
-def _tracker(tracking_uri: str, params: Parameters) -> Any:
+def monitoring_tracker(tracking_uri: str, params: Parameters) -> Any:
+    """The tracker of the monitoring experiment, ``<registry.experiment>-monitoring``."""
     from orchestration.tracking import Tracker
 
     return Tracker(tracking_uri, experiment=params.registry.experiment + EXPERIMENT_SUFFIX)
@@ -124,7 +125,7 @@ def store_drift(
     report: DriftReport | None,
 ) -> str:
     """Keeps feature_drift's comparison in the date's monitoring run; returns the run id."""
-    tracker = _tracker(tracking_uri, params)
+    tracker = monitoring_tracker(tracking_uri, params)
     client = tracker.client
     run_id = monitoring_run(client, tracker.experiment_id(), as_of)
     stored: dict[str, Any] = {
@@ -161,7 +162,7 @@ def stored_drift(
 ) -> StoredDrift | None:
     """feature_drift's comparison of ``as_of``, when it was made for these very scores
     (read through the tracker's client, whose tracking URI is the registry's)."""
-    tracker = _tracker(tracking_uri, params)
+    tracker = monitoring_tracker(tracking_uri, params)
     client = tracker.client
     run_id = _find_run(client, tracker.experiment_id(), as_of)
     if run_id is None:
