@@ -10,10 +10,13 @@
   `history` and `users` name the calling model's import CTEs of int_customer_history and
   stg_thelook__users (an incremental build narrows them to the changed customers).
   `before_as_of` and `after_as_of` are the anchor's own columns to carry around as_of
-  (order_id before, label after, as the column contract orders them).
+  (order_id before, label after, as the column contract orders them). With `instants`,
+  the columns end with the three instants the days_since columns count from
+  (last_order_at, first_order_at, signed_up_at): customer_features keeps them, so that a
+  daily build moves every customer to the new as_of by days_since_features() alone.
 #}
 
-{% macro purchase_features(anchors, history='history', users='users', before_as_of=[], after_as_of=[]) -%}
+{% macro purchase_features(anchors, history='history', users='users', before_as_of=[], after_as_of=[], instants=false) -%}
 
     select
         {{ anchors }}.customer_id,
@@ -35,9 +38,11 @@
         users.age,
         history.order_number as prior_orders,
         history.items_through as prior_items,
-        {{ days_between('history.last_order_at', anchors ~ '.as_of') }} as days_since_last_order,
-        {{ days_between('history.first_order_at', anchors ~ '.as_of') }} as days_since_first_order,
-        {{ days_between('users.signed_up_at', anchors ~ '.as_of') }} as days_since_signup,
+        {%- for name, expression in days_since_features(
+            'history.last_order_at', 'history.first_order_at', 'users.signed_up_at',
+            anchors ~ '.as_of').items() %}
+        {{ expression }} as {{ name }},
+        {%- endfor %}
         history.avg_item_price_through as avg_item_price,
         history.last_item_price,
         history.target_items_through * 1.0 / history.items_through as prior_target_brand_share,
@@ -48,6 +53,13 @@
         history.brand_sequence,
         history.department_sequence,
         history.category_sequence
+        {%- if instants %},
+
+        -- the instants the days_since columns count from
+        history.last_order_at,
+        history.first_order_at,
+        users.signed_up_at
+        {%- endif %}
 
     from {{ anchors }}
     inner join {{ history }} as history
@@ -57,4 +69,17 @@
     left join {{ users }} as users
         on {{ anchors }}.customer_id = users.customer_id
 
+{%- endmacro %}
+
+{#
+  The features that count days from an instant to as_of, by name: the one definition of
+  them, used by purchase_features and by customer_features' daily move to a new as_of
+  (macros/customer_features.sql), so a moved row equals a recomputed one to the bit.
+#}
+{% macro days_since_features(last_order_at, first_order_at, signed_up_at, as_of) -%}
+    {{ return({
+        'days_since_last_order': days_between(last_order_at, as_of),
+        'days_since_first_order': days_between(first_order_at, as_of),
+        'days_since_signup': days_between(signed_up_at, as_of),
+    }) }}
 {%- endmacro %}

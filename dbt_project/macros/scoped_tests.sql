@@ -40,8 +40,8 @@
   For the last two, the watermark a passing test records is the run's run_started_at:
   every row written before it has been read.
   Tests of any other model keep the whole table even when they carry `__changed_rows__`:
-  customer_features' as_of moves every day for every customer, so it is rebuilt whole and
-  all of its rows are new in every run (see _marts__models.yml).
+  customer_features' as_of moves every day for every customer, so every one of its rows
+  is written again in every run (see _marts__models.yml).
 
   Which rows a test must read depends on the rule, and is decided per test type below:
     - a rule about one row (not_null, accepted_values, relationships' child rows, ranges,

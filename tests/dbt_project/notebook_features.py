@@ -167,17 +167,22 @@ def customer_features(
     for customer_id, history in bought.groupby("user_id", sort=False):
         row: dict[str, object] = {"customer_id": customer_id, "as_of": at}
         row.update(_history_features(history, at, sequence_length, history["is_target"].mean()))
+        # The instants the days_since columns count from, which the mart keeps.
+        row["last_order_at"] = history["ordered_at"].max()
+        row["first_order_at"] = history["ordered_at"].min()
         rows.append(row)
     frame = pd.DataFrame(rows)
     # Scored customers are customers users knows; their orphan purchases still train.
     if len(frame):
         frame = frame[frame["customer_id"].isin(users.index)]
-    return _with_users(frame, users)
+    return _with_users(frame, users, keep_signup=True)
 
 
-def _with_users(frame: pd.DataFrame, users: pd.DataFrame) -> pd.DataFrame:
+def _with_users(
+    frame: pd.DataFrame, users: pd.DataFrame, keep_signup: bool = False
+) -> pd.DataFrame:
     if frame.empty:
         return frame
     joined = frame.join(users, on="customer_id")
     joined["days_since_signup"] = (joined["as_of"] - joined["signed_up_at"]) / pd.Timedelta(days=1)
-    return joined.drop(columns="signed_up_at")
+    return joined if keep_signup else joined.drop(columns="signed_up_at")

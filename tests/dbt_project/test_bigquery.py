@@ -59,6 +59,8 @@ TESTED_THROUGH = dt.datetime(2026, 10, 31, 6, 30, 0, 654321, tzinfo=dt.UTC)
 LOG_START = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
 SCORED_THROUGH = dt.datetime(2026, 11, 1, 5, 0, tzinfo=dt.UTC)
 NEW_SCORED_DATE = "2026-11-02"
+# The as_of customer_features holds before the build (customer_features.sql).
+HELD_AS_OF = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
 
 
 def _lookup(sql: str) -> Any:
@@ -84,6 +86,8 @@ def _lookup(sql: str) -> Any:
             ["scored_at", "requested_at"],
             [agate.DateTime(), agate.DateTime()],
         )
+    if "max(as_of)" in sql and "customer_features" in sql:
+        return agate.Table([[HELD_AS_OF]], ["as_of"], [agate.DateTime()])
     if "stg_ml__customer_scores" in sql and "distinct" in sql:
         return agate.Table([[NEW_SCORED_DATE]], ["as_of"], [agate.Text()])
     raise DbtRuntimeError(f"offline compile check: unexpected query {sql[:200]}")
@@ -207,6 +211,19 @@ def test_incremental_build_compares_with_the_watermark_as_a_literal(
     assert "_incremental_watermarks" not in examples
     # The DuckDB-only hint to compute the filtered imports first is not BigQuery SQL.
     assert " as materialized" not in examples
+
+
+def test_incremental_customer_features_recompute_the_changed_and_the_moved(
+    incremental: dict[str, str],
+) -> None:
+    """customer_features recomputes the changed customers and those with a purchase
+    between the as_of it holds and the new one, both as literals."""
+    features = _flat(incremental["customer_features"])
+    held = "cast('2026-11-01 00:00:00.000000' as timestamp)"
+    assert f"last_order_at >= least({held}, cast(" in features
+    assert f"last_order_at < greatest({held}, cast(" in features
+    assert "changed_at > cast('2026-11-01 06:30:00.123456' as timestamp)" in features
+    assert " as materialized" not in features
 
 
 def test_incremental_build_scopes_tests_to_the_changed_customers(

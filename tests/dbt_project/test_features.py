@@ -44,7 +44,11 @@ def test_column_contract(simulated: Path) -> None:
     examples = table(simulated, "marts.training_examples")
     features = table(simulated, "marts.customer_features")
     assert list(examples.columns) == ["customer_id", "order_id", "as_of", "label", *FEATURES]
-    assert list(features.columns) == ["customer_id", "as_of", *FEATURES]
+    assert list(features.columns) == ["customer_id", "as_of", *FEATURES, *INSTANTS]
+
+
+# customer_features' last columns: what its days_since columns count from (not features).
+INSTANTS = ["last_order_at", "first_order_at", "signed_up_at"]
 
 
 def test_training_examples_match_the_pandas_definition(
