@@ -9,7 +9,7 @@
   model's watermark (incremental.sql); a daily run's tests need not read everyone else's
   rows again. With `--vars '{changed_only: true}'` (and without --full-refresh), a test
   that opts in, through the `where` config `__changed_rows__` (dbt_project.yml sets it on
-  every test of intermediate/ and marts/), reads only:
+  every test of staging/, intermediate/, marts/ and scoring/), reads only:
 
     the rows of the customers logged in int_customer_changes after the watermark through
     which this same test last passed (`_data_test_watermarks`, written at the end of every
@@ -36,8 +36,13 @@
                        after the test last passed;
     published_dates    ml.customer_scores as staged (stg_ml__customer_scores): every row
                        of the as-of dates published (scored_at) after the test last
-                       passed, since publishing replaces a date whole.
-  For the last two, the watermark a passing test records is the run's run_started_at:
+                       passed, since publishing replaces a date whole;
+    changed_partitions raw order_items as staged (stg_thelook__order_items): the rows of
+                       the day partitions whose last_modified_time is after the test last
+                       passed, since a load replaces a day partition whole. The changed
+                       days are looked up first and written in as literals, with bounds
+                       on created_at that the warehouse prunes on.
+  For the last three, the watermark a passing test records is the run's run_started_at:
   every row written before it has been read.
   Tests of any other model keep the whole table even when they carry `__changed_rows__`:
   customer_features' as_of moves every day for every customer, so every one of its rows
@@ -112,6 +117,13 @@
     {%- endif -%}
     {%- if scope == 'change_log' -%}
         {%- set condition = '(changed_at is null or changed_at > ' ~ timestamp_literal(since) ~ ')' -%}
+    {%- elif scope == 'changed_partitions' -%}
+        {%- set condition = changed_partitions_condition(since) -%}
+        {%- if key is not none and key != 'partition_id' -%}
+            {%- set condition -%}
+                {{ key }} in (select {{ key }} from {{ model_relation(model_name) }} where {{ condition }})
+            {%- endset -%}
+        {%- endif -%}
     {%- elif scope in ['built_rows', 'published_dates'] -%}
         {%- if key is not none -%}
             {{ exceptions.raise_compiler_error("model " ~ model_name ~ ": test_scope " ~ scope ~ " scopes no test by another key (" ~ key ~ ")") }}
@@ -144,6 +156,22 @@
     {{ return(condition) }}
 {%- endmacro %}
 
+{# The rows of the raw order_items day partitions changed after `since` (a Python
+   datetime): a condition on partition_id and created_at, the days as literals (looked up
+   first); false when no day changed. #}
+{% macro changed_partitions_condition(since) -%}
+    {%- set lookup -%}
+        select partition_id from {{ model_relation('stg_thelook__partitions') }}
+        where table_name = 'order_items' and last_modified_time > {{ timestamp_literal(since) }}
+        order by partition_id
+    {%- endset -%}
+    {%- set ids = lookup_values(lookup) -%}
+    {%- if not ids -%}
+        {{ return('false') }}
+    {%- endif -%}
+    {{ return('(' ~ partitions_created_at_bounds('created_at', ids) ~ ' and partition_id in (' ~ string_literals(ids) ~ '))') }}
+{%- endmacro %}
+
 {# The column a generic test compares rows by, or none for a rule about single rows; a
    compile error for a test type not classified here (see the top of this file). #}
 {% macro scoped_test_key(test, scope) -%}
@@ -158,6 +186,7 @@
         'changed_customers': ['customer_id'],
         'built_rows': ['customer_id', 'as_of'],
         'published_dates': ['as_of'],
+        'changed_partitions': ['partition_id'],
     }.get(scope, ['customer_id']) -%}
     {%- set combined = namespace(all=true) -%}
     {%- for column in scope_columns if column not in (test.kwargs.columns or []) -%}
@@ -260,7 +289,7 @@
         {%- for node in scoped -%}
             {%- if test_scope(node) == 'change_log' -%}
                 {%- set mark = newest_change -%}
-            {%- elif test_scope(node) in ['built_rows', 'published_dates'] -%}
+            {%- elif test_scope(node) in ['built_rows', 'published_dates', 'changed_partitions'] -%}
                 {%- set mark = run_started_at.replace(tzinfo=none) -%}
             {%- else -%}
                 {%- set mark = marks.get(node.alias) -%}

@@ -249,6 +249,10 @@ def test_incremental_build_scopes_tests_to_the_changed_customers(
     assert f"(changed_at is null or {since})" in log_rule
     leakage = _flat(incremental[LEAKAGE_TEST])
     assert leakage.count(f"where {changed}") == 2
+    # raw order_items as staged: the days loaded since the test last passed, as literals.
+    staged = _flat(incremental["unique_stg_thelook__order_items_order_item_id"])
+    assert "partition_id in ('20261030', '20261101', '__NULL__')" in staged
+    assert "(order_items.created_at" not in staged and "or (created_at is null)" in staged
     # customer_features has a new as_of every day: every row is new, its tests read all.
     assert "int_customer_changes" not in incremental["positive_customer_features_prior_orders"]
     full = {p.stem: p.read_text() for p in builds[False]}

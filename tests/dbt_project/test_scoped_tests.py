@@ -143,3 +143,48 @@ def test_scoped_tests_fail_on_changed_rows_only_and_full_tests_on_all(
     ).fetchall()
     assert _tested_through(con, UNCHANGED_PASSING) == newest
     con.close()
+
+
+STAGED_KEY_RULE = "unique_stg_thelook__order_items_order_item_id"
+STAGED_ROW_RULE = "not_null_stg_thelook__order_items_customer_id"
+
+
+def test_staged_order_items_are_tested_by_the_days_loaded_since(
+    daily: tuple[Path, set[int]], tmp_path: Path
+) -> None:
+    """raw order_items' tests read, in a daily run, the day partitions loaded since they
+    last passed: an item of the new day that repeats an old item's id fails the unique
+    test (it reads every row sharing an id with the new day's), while a defect in a day
+    loaded before is left to full builds, which read everything."""
+    warehouse = tmp_path / "warehouse.duckdb"
+    shutil.copy(daily[0], warehouse)
+    shutil.copytree(dbt_target(daily[0]).parent, dbt_target(warehouse).parent)
+    con = duckdb.connect(str(warehouse))
+    [(new_day,)] = con.execute(
+        "select max(partition_id) from meta.partitions where table_name = 'order_items'"
+        " and partition_id != '__NULL__'"
+    ).fetchall()
+    [(old_day, first_id, last_id)] = con.execute(
+        "select strftime(created_at, '%Y%m%d') d, min(id), max(id) from raw.order_items"
+        " group by d having count(*) >= 2 order by d limit 1"
+    ).fetchall()
+    # Written behind the loader's back: meta.partitions says nothing new changed. The new
+    # day repeats the old day's first item; the old day's last item loses its customer.
+    con.execute(
+        "insert into raw.order_items select * replace (strptime(?, '%Y%m%d') + interval 1 hour "
+        "as created_at) from raw.order_items where id = ?",
+        [new_day, first_id],
+    )
+    con.execute("update raw.order_items set user_id = null where id = ?", [last_id])
+    con.close()
+    selection = ("test", "--select", "stg_thelook__order_items")
+
+    scoped = _dbt(warehouse, *selection, changed_only=True)
+    sql = " ".join(compiled_test(warehouse, STAGED_ROW_RULE).split())
+    assert scoped == {STAGED_KEY_RULE: 1}, sql
+    # The days loaded since (the appended one, and those its items reach ahead into).
+    assert "partition_id in ('" in sql and f"'{new_day}'" in sql and f"'{old_day}'" not in sql
+    assert "created_at >= cast(" in sql
+
+    full = _dbt(warehouse, *selection)
+    assert full == {STAGED_KEY_RULE: 1, STAGED_ROW_RULE: 1}

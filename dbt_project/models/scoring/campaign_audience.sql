@@ -1,4 +1,5 @@
-{%- set as_of = var('as_of', env_var('NEXTBUY_AS_OF', '')) -%}
+{#- (The env var read only while executing: macros/campaign.sql says why.) -#}
+{%- set as_of = var('as_of', none) or (env_var('NEXTBUY_AS_OF', '') if execute else '') -%}
 
 with
 
