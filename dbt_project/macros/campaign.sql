@@ -28,10 +28,15 @@
   about 3 s of every daily dbt command for nothing.
 #}
 {% macro as_of_timestamp() -%}
-    {%- set as_of = var('as_of', none) or (env_var('NEXTBUY_AS_OF', '') if execute else '') -%}
+    {%- set as_of = as_of_var() -%}
     {%- if not as_of -%}
         cast(current_date as timestamp)
     {%- else -%}
         cast({{ string_literal(as_of) }} as timestamp)
     {%- endif -%}
+{%- endmacro %}
+
+{# The as-of date asked for (YYYY-MM-DD), or '' when none was (see as_of_timestamp()). #}
+{% macro as_of_var() -%}
+    {{ return(var('as_of', none) or (env_var('NEXTBUY_AS_OF', '') if execute else '')) }}
 {%- endmacro %}

@@ -160,29 +160,48 @@
 {% macro bigquery__changed_customers_import() -%}
 {%- endmacro %}
 
-{% macro customer_incremental_config() -%}
+{#
+  The config of a model rebuilt by customer (see the top of this file). `recompute` is a
+  macro call (text, rendered in the pre-hook) giving the condition on the rows to delete
+  before the select recomputes them; `then` an optional statement (a macro call) run
+  after that delete; `test_scope` what its data tests read (scoped_tests.sql), none for
+  whole tables. customer_features passes all three (macros/customer_features.sql).
+#}
+{% macro customer_incremental_config(recompute=none, then=none, test_scope='changed_customers') -%}
+    {%- set condition = '{{ ' ~ recompute ~ ' }}' if recompute else 'customer_id in ({{ changed_customers() }})' -%}
+    {%- set pre_hooks = ["{% if is_incremental() %}delete from {{ this }} where " ~ condition ~ "{% endif %}"] -%}
+    {%- if then -%}
+        {%- do pre_hooks.append("{% if is_incremental() %}{{ " ~ then ~ " }}{% endif %}") -%}
+    {%- endif -%}
     {{ return({
         'materialized': 'incremental',
         'incremental_strategy': 'merge' if target.type == 'bigquery' else 'append',
         'on_schema_change': 'fail',
-        'pre_hook': "{% if is_incremental() %}delete from {{ this }} where customer_id in ({{ changed_customers() }}){% endif %}",
+        'pre_hook': pre_hooks,
         'post_hook': "insert into {{ watermarks_relation() }} (model_name, processed_through) select '{{ this.identifier }}', max(changed_at) from {{ ref('int_customer_changes') }}",
-        'meta': {'test_scope': 'changed_customers'},
+        'meta': {'test_scope': test_scope} if test_scope else {},
     }) }}
 {%- endmacro %}
 
 {# The ids of the raw order_items partitions changed since this model's last run. #}
 {% macro changed_partition_ids() -%}
+    {#- (An empty log, as a first build on an empty raw leaves it, means everything.) -#}
+    {%- set since -%}
+        (
+            select coalesce(max(partitions_modified_at), cast('1900-01-01' as {{ dbt.type_timestamp() }}))
+            from {{ this }}
+        )
+    {%- endset -%}
+    {{ return(partition_ids_modified_after(ref('stg_thelook__partitions'), since)) }}
+{%- endmacro %}
+
+{# The ids of the raw order_items partitions (in `partitions`, stg_thelook__partitions)
+   whose last_modified_time is after `since` (SQL), looked up, in order. #}
+{% macro partition_ids_modified_after(partitions, since) -%}
     {%- set lookup -%}
         select partition_id
-        from {{ ref('stg_thelook__partitions') }}
-        where
-            table_name = 'order_items'
-            -- (An empty log, as a first build on an empty raw leaves it, means everything.)
-            and last_modified_time > (
-                select coalesce(max(partitions_modified_at), cast('1900-01-01' as {{ dbt.type_timestamp() }}))
-                from {{ this }}
-            )
+        from {{ partitions }}
+        where table_name = 'order_items' and last_modified_time > {{ since }}
         order by partition_id
     {%- endset -%}
     {{ return(lookup_values(lookup)) }}

@@ -119,11 +119,6 @@
         {%- set condition = '(changed_at is null or changed_at > ' ~ timestamp_literal(since) ~ ')' -%}
     {%- elif scope == 'changed_partitions' -%}
         {%- set condition = changed_partitions_condition(since) -%}
-        {%- if key is not none and key != 'partition_id' -%}
-            {%- set condition -%}
-                {{ key }} in (select {{ key }} from {{ model_relation(model_name) }} where {{ condition }})
-            {%- endset -%}
-        {%- endif -%}
     {%- elif scope in ['built_rows', 'published_dates'] -%}
         {%- if key is not none -%}
             {{ exceptions.raise_compiler_error("model " ~ model_name ~ ": test_scope " ~ scope ~ " scopes no test by another key (" ~ key ~ ")") }}
@@ -145,13 +140,16 @@
                 where changed_at > {{ timestamp_literal(since) }}
             ))
         {%- endset -%}
-        {%- if key is not none and key != 'customer_id' -%}
-            {%- set condition -%}
-                {{ key }} in (select {{ key }} from {{ model_relation(model_name) }} where {{ condition }})
-            {%- endset -%}
-        {%- endif -%}
     {%- else -%}
         {{ exceptions.raise_compiler_error("model " ~ model_name ~ ": unknown meta test_scope '" ~ scope ~ "'") }}
+    {%- endif -%}
+    {#- A test comparing rows by another key than the scope's own reads every row that
+        shares a value of it with a scoped row. -#}
+    {%- set own_key = {'changed_customers': 'customer_id', 'changed_partitions': 'partition_id'}.get(scope) -%}
+    {%- if own_key and key is not none and key != own_key -%}
+        {%- set condition -%}
+            {{ key }} in (select {{ key }} from {{ model_relation(model_name) }} where {{ condition }})
+        {%- endset -%}
     {%- endif -%}
     {{ return(condition) }}
 {%- endmacro %}
@@ -160,12 +158,8 @@
    datetime): a condition on partition_id and created_at, the days as literals (looked up
    first); false when no day changed. #}
 {% macro changed_partitions_condition(since) -%}
-    {%- set lookup -%}
-        select partition_id from {{ model_relation('stg_thelook__partitions') }}
-        where table_name = 'order_items' and last_modified_time > {{ timestamp_literal(since) }}
-        order by partition_id
-    {%- endset -%}
-    {%- set ids = lookup_values(lookup) -%}
+    {%- set ids = partition_ids_modified_after(
+        model_relation('stg_thelook__partitions'), timestamp_literal(since)) -%}
     {%- if not ids -%}
         {{ return('false') }}
     {%- endif -%}

@@ -247,9 +247,9 @@ def test_customer_features_follow_a_moving_as_of_as_a_full_refresh_would(
     built_once: Path, tmp_path: Path
 ) -> None:
     """Daily builds move customer_features to a new as_of in place and recompute only
-    the customers whose last purchase before as_of changed: forward with a new day,
-    forward over purchases that were already in raw (items dated ahead of the day that
-    delivered them), backward, and again with nothing new. Each equals a full refresh
+    the customers whose last purchase before as_of changed: backward, forward with a new
+    day, forward over purchases that were already in raw (items dated ahead of the day
+    that delivered them), and again with nothing new. Each equals a full refresh
     for the same date, to the bit (the days_since columns are compared exactly)."""
     warehouse = _copy(built_once, tmp_path)
     reference = tmp_path / "reference"

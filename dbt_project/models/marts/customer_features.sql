@@ -2,16 +2,11 @@
 {#- Incremental: a daily build recomputes the customers whose history changed or whose
     last purchase before as_of is another one now, and moves everyone else to the new
     as_of in place (macros/customer_features.sql). -#}
-{{ config(
-    materialized='incremental',
-    incremental_strategy=('merge' if target.type == 'bigquery' else 'append'),
-    on_schema_change='fail',
-    pre_hook=[
-        "{% if is_incremental() %}delete from {{ this }} where {{ customer_features_recompute() }}{% endif %}",
-        "{% if is_incremental() %}{{ customer_features_move_as_of() }}{% endif %}",
-    ],
-    post_hook="insert into {{ watermarks_relation() }} (model_name, processed_through) select '{{ this.identifier }}', max(changed_at) from {{ ref('int_customer_changes') }}",
-) }}
+{{ config(**customer_incremental_config(
+    recompute='customer_features_recompute()',
+    then='customer_features_move_as_of()',
+    test_scope=none,
+)) }}
 
 {%- set recomputed = customer_features_recompute() if is_incremental() else none %}
 

@@ -1,5 +1,4 @@
-{#- (The env var read only while executing: macros/campaign.sql says why.) -#}
-{%- set as_of = var('as_of', none) or (env_var('NEXTBUY_AS_OF', '') if execute else '') -%}
+{%- set as_of = as_of_var() -%}
 
 with
 
