@@ -47,6 +47,40 @@ latest as (
 
 ),
 
+day_scores as (
+
+    select scores.*
+    from scores
+    inner join latest on scores.as_of = latest.as_of
+
+),
+
+counted as (
+
+    select ceil(count(*) * {{ required_var('audience_top_percent') }} / 100.0) as audience_size
+    from day_scores
+
+),
+
+cut_score as (
+
+    -- The score at the cut: the audience_size-th best. Only customers scored at least as
+    -- high can be in, so the full order below (a join to the features and a sort on four
+    -- keys) is taken over them alone, not over every customer of the date: the same
+    -- ranks, since everybody left out ranks below all of them.
+    select min(positioned.score) as score
+
+    from (
+        select
+            score,
+            row_number() over (order by score desc) as score_position
+        from day_scores
+    ) as positioned
+    cross join counted
+    where positioned.score_position <= counted.audience_size
+
+),
+
 ranked as (
 
     -- Equal scores are common (a rule champion gives a whole group one score), so the
@@ -56,29 +90,30 @@ ranked as (
     -- same as_of (customer_features holds the date scored last); for an older date they
     -- are missing and the id decides.
     select
-        scores.customer_id,
-        scores.score,
-        scores.decile,
+        day_scores.customer_id,
+        day_scores.score,
+        day_scores.decile,
         features.prior_target_brand_share,
         features.days_since_last_order,
-        scores.model_name,
-        scores.model_version,
-        scores.as_of,
+        day_scores.model_name,
+        day_scores.model_version,
+        day_scores.as_of,
         row_number() over (
             order by
-                scores.score desc,
+                day_scores.score desc,
                 features.prior_target_brand_share desc nulls last,
                 features.days_since_last_order asc nulls last,
-                scores.customer_id asc
+                day_scores.customer_id asc
         ) as audience_rank,
-        count(*) over () as scored_customers
+        counted.audience_size
 
-    from scores
-    inner join latest on scores.as_of = latest.as_of
+    from day_scores
+    inner join cut_score on day_scores.score >= cut_score.score
+    cross join counted
     left join features
         on
-            scores.customer_id = features.customer_id
-            and scores.as_of = features.as_of
+            day_scores.customer_id = features.customer_id
+            and day_scores.as_of = features.as_of
 
 ),
 
@@ -101,9 +136,7 @@ final as (
 
     from ranked
     left join users on ranked.customer_id = users.customer_id
-    where
-        ranked.audience_rank
-        <= ceil(ranked.scored_customers * {{ required_var('audience_top_percent') }} / 100.0)
+    where ranked.audience_rank <= ranked.audience_size
 
 )
 
