@@ -175,7 +175,8 @@ def feature_models(
             # full builds and rebuilds test whole tables.
             changed_only=days is not None,
             context=context,
-        )
+        ),
+        duckdb=duckdb_file(warehouse),
     ):
         # The date the scoring of this build is for: what the next step (the sensor
         # features_ready, `nextbuy pipeline`) reads back.
@@ -249,7 +250,8 @@ def scoring_models(
             # published, not every date scored before (macros/scoped_tests.sql).
             changed_only=True,
             context=context,
-        )
+        ),
+        duckdb=duckdb_file(warehouse),
     ):
         if _is_model(context, event, AUDIENCE_KEY):
             event = event.with_metadata({**event.metadata, **_audience_metadata(warehouse)})
