@@ -135,9 +135,10 @@ def child(mode: str, log: Path) -> None:
                 for r in ticked.runs
             ]
             out["skipped"] = ticked.skipped
-        elif mode == "full":
+        elif mode in ("full", "again"):
+            refresh = mode == "full"
             with output_to(log):
-                for job, full_refresh in (("features", True), ("daily", False)):
+                for job, full_refresh in (("features", refresh), ("daily", False)):
                     t0 = time.perf_counter()
                     ran, _ = run_job(job, None, full_refresh=full_refresh)
                     out["runs"].append(
@@ -333,10 +334,12 @@ class Bench:
         }
 
     def measure(self, way: str, pair: int) -> dict[str, Any]:
-        copy_home(self.snapshot, self.home)
+        if way != "again":  # "again" goes on from the state the incremental run left
+            copy_home(self.snapshot, self.home)
         os.sync()
         before = load()
-        result = self.child("tick" if way == "incremental" else "full", f"pair{pair}-{way}")
+        mode = {"incremental": "tick", "full": "full", "again": "again"}[way]
+        result = self.child(mode, f"pair{pair}-{way}")
         if result.get("error"):
             raise SystemExit(f"pair {pair}, {way}: {result['error']} (log {result['log']})")
         runs = [self.run_figures(r["run_id"]) | {"job": r["job"]} for r in result["runs"]]
@@ -420,43 +423,76 @@ ROWS: list[tuple[str, Any]] = [
 def report(pairs: list[dict[str, Any]]) -> dict[str, Any]:
     inc = [p["incremental"] for p in pairs]
     full = [p["full"] for p in pairs]
+    # --again: the same two jobs once more right after the incremental run, nothing new.
+    again = [p["again"] for p in pairs if "again" in p]
     print(f"\nMedians over {len(pairs)} pairs (seconds)")
-    print(f"| {'':<50} | incremental | full refresh | ratio |")
-    print(f"|{'-' * 52}|-------------|--------------|-------|")
+    extra_head, extra_rule = "", ""
+    if again:
+        extra_head, extra_rule = " nothing new | ratio |", "-------------|-------|"
+    print(f"| {'':<50} | incremental | full refresh | ratio |{extra_head}")
+    print(f"|{'-' * 52}|-------------|--------------|-------|{extra_rule}")
     medians: dict[str, Any] = {}
+
+    def share(a: float, b: float) -> str:
+        return f"{a / b:6.1%}" if b else "   -  "
+
     for name, get in ROWS:
         a, b = median([get(f) for f in inc]), median([get(f) for f in full])
         medians[name.strip()] = {"incremental": a, "full": b}
-        ratio = f"{a / b:6.1%}" if b else "   -  "
-        print(f"| {name:<50} | {a:11.2f} | {b:12.2f} | {ratio} |")
-    a = median([f["customers_per_second"] or 0 for f in inc])
-    b = median([f["customers_per_second"] or 0 for f in full])
-    medians["customers_per_second"] = {"incremental": a, "full": b}
-    print(f"| {'scoring throughput (customers/s)':<50} | {a:11,.0f} | {b:12,.0f} |       |")
-    a = median([f["peak_rss_mib"] for f in inc])
-    b = median([f["peak_rss_mib"] for f in full])
-    medians["peak_rss_mib"] = {"incremental": a, "full": b}
-    print(f"| {'peak RSS (MiB)':<50} | {a:11,.0f} | {b:12,.0f} |       |")
+        line = f"| {name:<50} | {a:11.2f} | {b:12.2f} | {share(a, b)} |"
+        if again:
+            c = median([get(f) for f in again])
+            medians[name.strip()]["again"] = c
+            line += f" {c:11.2f} | {share(c, b)} |"
+        print(line)
+    for key, label in (
+        ("customers_per_second", "scoring throughput (customers/s)"),
+        ("peak_rss_mib", "peak RSS (MiB)"),
+    ):
+        a = median([f[key] or 0 for f in inc])
+        b = median([f[key] or 0 for f in full])
+        medians[key] = {"incremental": a, "full": b}
+        line = f"| {label:<50} | {a:11,.0f} | {b:12,.0f} |       |"
+        if again:
+            c = median([f[key] or 0 for f in again])
+            medians[key]["again"] = c
+            line += f" {c:11,.0f} |       |"
+        print(line)
 
     print("\nPer pair: incremental as a share of full (same data)")
-    print("| pair | first | grows with history | runs wall | process wall | scores agree |")
-    print("|---|---|---|---|---|---|")
+    head = "| pair | first | grows with history | runs wall | process wall | scores agree |"
+    rule = "|---|---|---|---|---|---|"
+    if again:
+        head += " nothing new: grows | its scores agree |"
+        rule += "---|---|"
+    print(head)
+    print(rule)
     shares: dict[str, list[float]] = {"grows": [], "runs_wall": [], "process_seconds": []}
+    floor: list[float] = []
     for i, (p, f_inc, f_full) in enumerate(zip(pairs, inc, full, strict=True), 1):
         row = {k: f_inc[k] / f_full[k] for k in shares}
         for k, v in row.items():
             shares[k].append(v)
         agree = f_inc["fingerprint"] == f_full["fingerprint"]
-        print(
+        line = (
             f"| {i} | {p['first']} | {row['grows']:.1%} | {row['runs_wall']:.1%} |"
             f" {row['process_seconds']:.1%} | {'yes' if agree else 'NO'} |"
         )
+        if "again" in p:
+            floor.append(p["again"]["grows"] / f_full["grows"])
+            same = p["again"]["fingerprint"]["scores"] == f_inc["fingerprint"]["scores"]
+            line += f" {floor[-1]:.1%} | {'yes' if same else 'NO'} |"
+        print(line)
     summary = {k: median(v) for k, v in shares.items()}
-    print(
+    line = (
         f"| median | | {summary['grows']:.1%} | {summary['runs_wall']:.1%} |"
         f" {summary['process_seconds']:.1%} | |"
     )
-    return {"medians": medians, "share_medians": summary, "shares": shares}
+    if floor:
+        summary["again_grows"] = median(floor)
+        line += f" {summary['again_grows']:.1%} | |"
+    print(line)
+    return {"medians": medians, "share_medians": summary, "shares": shares, "again_shares": floor}
 
 
 def setup(
@@ -537,6 +573,13 @@ def main() -> None:
         "`nextbuy simulate --order-items N --end 2026-10-31 --warehouse WAREHOUSE` "
         "(a warehouse file whose name is not raw.duckdb)",
     )
+    parser.add_argument(
+        "--again",
+        action="store_true",
+        help="in each pair, right after the incremental run, run the same two jobs again "
+        "with nothing new (`features` without a refresh, then `daily` for the same date): "
+        "what a daily run costs whatever the day brought",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--log", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -546,8 +589,10 @@ def main() -> None:
     if args.report:
         saved = json.loads(args.report.read_text(encoding="utf-8"))
         for saved_pair in saved["pairs"]:
-            for way in ("incremental", "full"):
-                figures = saved_pair[way]
+            for way in ("incremental", "full", "again"):
+                figures = saved_pair.get(way)
+                if figures is None:
+                    continue
                 if "dbt" not in figures:  # a results.json of an earlier version of this script
                     text = Path(figures["log"]).read_text(errors="replace")
                     features, audience = dbt_invocations(text)[:2]
@@ -608,6 +653,8 @@ def main() -> None:
             pair: dict[str, Any] = {"first": order[0], "append_seconds": round(wall, 1)}
             for way in order:
                 pair[way] = bench.measure(way, i + 1)
+                if way == "incremental" and args.again:
+                    pair["again"] = bench.measure("again", i + 1)
             pairs.append(pair)
         results["pairs"] = pairs
         info["load_at_end"] = load()
