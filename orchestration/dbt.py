@@ -119,7 +119,8 @@ class LocalDbtCliResource(DbtCliResource):
     adapter, which serves only the row counts and column types of built models
     (``asset_events``). Opening it parses every macro of the project again, 3-5 s per
     invocation on this machine, so invocations outside a Dagster step (`nextbuy dbt`,
-    parses, tests) go without."""
+    parses, tests) and DuckDB builds, whose metadata asset_events reads itself, go
+    without."""
 
     fetch_metadata: bool = True
 
