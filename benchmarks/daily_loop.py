@@ -338,8 +338,7 @@ class Bench:
             copy_home(self.snapshot, self.home)
         os.sync()
         before = load()
-        mode = {"incremental": "tick", "full": "full", "again": "again"}[way]
-        result = self.child(mode, f"pair{pair}-{way}")
+        result = self.child("tick" if way == "incremental" else way, f"pair{pair}-{way}")
         if result.get("error"):
             raise SystemExit(f"pair {pair}, {way}: {result['error']} (log {result['log']})")
         runs = [self.run_figures(r["run_id"]) | {"job": r["job"]} for r in result["runs"]]

@@ -120,7 +120,8 @@ class LocalDbtCliResource(DbtCliResource):
     (``asset_events``). Opening it parses every macro of the project again, 3-5 s per
     invocation on this machine, so invocations outside a Dagster step (`nextbuy dbt`,
     parses, tests) and DuckDB builds, whose metadata asset_events reads itself, go
-    without."""
+    without (so dbt-duckdb's adapter, which keeps its database open for the life of the
+    process, is never opened in a nextbuy process)."""
 
     fetch_metadata: bool = True
 
@@ -244,8 +245,9 @@ def dbt_invocation(
 
 def asset_events(invocation: DbtCliInvocation, duckdb: Path | None = None) -> Iterator[Any]:
     """The Dagster events of a dbt build, each model's with its row count and column
-    types; the events come once dbt has exited, so a step may read the warehouse while
-    handling them. A failed build yields the events of what it did build, then raises.
+    types; the events come once dbt has exited (dagster-dbt's stream ends by waiting for
+    its process), so a step may read the warehouse while handling them. A failed build
+    yields the events of what it did build, then raises.
 
     ``duckdb``, the warehouse file of a DuckDB build: the metadata of every model built is
     read with one connection and two queries once dbt has exited (duckdb_metadata).
@@ -268,10 +270,7 @@ def asset_events(invocation: DbtCliInvocation, duckdb: Path | None = None) -> It
         failure = e
     finally:
         os.chdir(cwd)
-        _close_in_process_duckdb()
     if duckdb is not None:
-        # The stream ends with dbt's output; its process may still hold the file.
-        invocation.process.wait()
         events = duckdb_metadata(events, invocation.manifest, duckdb)
     yield from events
     if failure is not None:
@@ -286,6 +285,7 @@ def duckdb_metadata(events: list[Any], manifest: Mapping[str, Any], path: Path) 
     dagster-dbt does: it describes the build, it is not the build."""
     import dagster as dg
 
+    from thelook.field_types import ident
     from thelook.warehouse import connect
 
     nodes: dict[int, Mapping[str, Any]] = {}
@@ -317,7 +317,7 @@ def duckdb_metadata(events: list[Any], manifest: Mapping[str, Any], path: Path) 
             if tables:
                 counted = " union all ".join(
                     f"select {i} as relation, count(*) as row_count from "
-                    f"{_quoted(schema)}.{_quoted(table)}"
+                    f"{ident(schema)}.{ident(table)}"
                     for i, (schema, table) in enumerate(tables)
                 )
                 for i, row_count in con.execute(counted).fetchall():
@@ -342,26 +342,6 @@ def duckdb_metadata(events: list[Any], manifest: Mapping[str, Any], path: Path) 
         if extra:
             out[i] = out[i].with_metadata({**out[i].metadata, **extra})
     return out
-
-
-def _quoted(identifier: str) -> str:
-    return '"' + identifier.replace('"', '""') + '"'
-
-
-def _close_in_process_duckdb() -> None:
-    """Close the DuckDB database dbt-duckdb's adapter opened in this process to fetch that
-    metadata. dbt-duckdb keeps it open for the life of the process (it is built for one dbt
-    command per process), and an open handle with its configuration makes every later
-    connection to the file from this process fail ("different configuration")."""
-    try:
-        from dbt.adapters.duckdb.connections import DuckDBConnectionManager
-    except ImportError:  # another adapter: nothing of DuckDB's is open
-        return
-    with DuckDBConnectionManager._LOCK:
-        environment = DuckDBConnectionManager._ENV
-        DuckDBConnectionManager._ENV = None
-    if environment is not None:
-        environment.close()
 
 
 @dataclass(frozen=True)
