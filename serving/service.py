@@ -507,12 +507,14 @@ class ScoringService:
         rows: Sequence[tuple[Job, dict[str, Any], str]],
         scores: Sequence[float],
     ) -> None:
-        """Resolve each job with its row's score and log the predictions."""
-        predictions = []
+        """Log the predictions, then resolve each job with its row's score: an answer the
+        client holds is already in the log's queue (a flush right after the response
+        writes it), never appended after the response went out."""
+        answers, predictions = [], []
         for (job, row, path), score in zip(rows, scores, strict=True):
             as_of = _date(row["as_of"])
             digest = features_hash(row)
-            job.future.set_result(
+            answers.append(
                 Scored(
                     customer_id=job.customer_id,
                     as_of=as_of,
@@ -523,21 +525,22 @@ class ScoringService:
                     path=path,
                 )
             )
-            if not job.logged:
-                continue
-            predictions.append(
-                Prediction(
-                    customer_id=job.customer_id,
-                    as_of=as_of,
-                    features_hash=digest,
-                    score=float(score),
-                    model_name=champion.ref.name,
-                    model_version=champion.ref.version,
-                    path=path,
-                    requested_at=job.requested_at.astimezone(dt.UTC).replace(tzinfo=None),
+            if job.logged:
+                predictions.append(
+                    Prediction(
+                        customer_id=job.customer_id,
+                        as_of=as_of,
+                        features_hash=digest,
+                        score=float(score),
+                        model_name=champion.ref.name,
+                        model_version=champion.ref.version,
+                        path=path,
+                        requested_at=job.requested_at.astimezone(dt.UTC).replace(tzinfo=None),
+                    )
                 )
-            )
         self.predictions.append(predictions)
+        for (job, _, _), answer in zip(rows, answers, strict=True):
+            job.future.set_result(answer)
 
 
 def _compute(
